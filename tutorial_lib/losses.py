@@ -58,8 +58,6 @@ from .masks import check_labels, same_label
 COUNT_THRESHOLD = 1e-16
 """BatchAll's denominator counts triplets whose loss is above this value (ST's constant)."""
 
-_BOUNDARY_STEPS = 4  # candidates on each side of the first guess in _largest_active_distance (see there)
-_TINY_COSINE_MARGIN = 1e-4  # below this margin, cosine BatchAll counts by bisection (see _count_active)
 
 __all__ = [
     "COUNT_THRESHOLD",
@@ -211,45 +209,26 @@ def _triplet_loss_expr(d_ap: Tensor, d_an: Tensor, margin: float) -> Tensor:
     return (d_ap - d_an) + margin
 
 
-def _largest_active_distance(d_ap: Tensor, margin: float, threshold: float) -> Tensor:
-    """Elementwise: the largest float ``y`` with ``(d_ap - y) + margin > threshold`` in floating-point arithmetic.
+def _count_active(d_ap: Tensor, sorted_neg: Tensor, margin: float, threshold: float) -> Tensor:
+    """Exact number of sorted negatives with ``(d_ap - d_an) + margin > threshold`` in floating-point arithmetic.
 
     Whether a triplet counts depends on the *rounded* value of ST's expression, and near the boundary that can
-    disagree with the real-number test ``d_an < d_ap + margin`` (e.g. 0.1 + 0.2 vs 0.3). The expression is monotone
-    in ``y`` (rounding is monotone), so the set of counted ``y`` is everything up to one float. That float lies within
-    a couple of units in the last place (ulps) of ``(d_ap + margin) - threshold`` whenever ``d_ap >= 0``; we test the
-    guess and ``_BOUNDARY_STEPS`` neighbours on each side and keep the largest that passes. Rows filled with -inf
-    (not a positive pair) return -inf.
+    disagree with the real-number test ``d_an < d_ap + margin`` (in float32, 0.3 + 0.1 == 0.4, so the
+    test says inactive, but (0.3 - 0.4) + 0.1 = 7e-9 > 0). A threshold search on ``d_ap + margin`` therefore miscounts such ties, by as many
+    triplets as there are equal or nearly equal distances. The expression is monotone in ``d_an`` (rounding is
+    monotone), so the counted negatives are a prefix of each sorted row and bisection on positions finds its length
+    exactly: ceil(log2(B + 1)) rounds of gather-and-compare, a fixed number that depends only on B.
 
     Args:
-        d_ap: tensor of anchor-positive distances, any shape.
+        d_ap: (B, Q) anchor-positive distances (-inf where there is nothing to count).
+        sorted_neg: (B, B) each anchor's negative distances in ascending order, +inf for non-negatives.
     Returns:
-        tensor of the same shape: a triplet with negative distance ``d_an`` counts iff ``d_an <= result``.
-    """
-    guess = (d_ap + margin) - threshold
-    candidate = guess
-    for _ in range(_BOUNDARY_STEPS):
-        candidate = torch.nextafter(candidate, torch.full_like(candidate, -math.inf))
-    best = torch.full_like(d_ap, -math.inf)
-    plus_inf = torch.full_like(candidate, math.inf)
-    for _ in range(2 * _BOUNDARY_STEPS + 1):
-        passes = _triplet_loss_expr(d_ap, candidate, margin) > threshold
-        best = torch.where(passes, candidate, best)  # monotone: the last passing candidate is the largest
-        candidate = torch.nextafter(candidate, plus_inf)
-    return best
-
-
-def _count_by_bisection(d_ap: Tensor, sorted_neg: Tensor, margin: float, threshold: float) -> Tensor:
-    """Exact count of sorted negatives with ``(d_ap - d_an) + margin > threshold``, by bisection on positions.
-
-    ceil(log2(B + 1)) gather-and-compare passes; exact for any input because only monotonicity is used. Used for
-    cosine distances with margins below 1e-4, where rounding can push a distance slightly below 0 and the
-    boundary can lie many ulps away from the first guess of :func:`_largest_active_distance`.
+        (B, Q) long counts.
     """
     batch_size = sorted_neg.shape[1]
     low = torch.zeros_like(d_ap, dtype=torch.long)  # invariant: positions < low pass
     high = torch.full_like(d_ap, batch_size, dtype=torch.long)  # invariant: positions >= high fail
-    for _ in range(max(1, math.ceil(math.log2(batch_size + 1)))):
+    for _ in range(math.ceil(math.log2(batch_size + 1))):
         middle = (low + high) // 2
         value = sorted_neg.gather(1, middle.clamp(max=batch_size - 1))
         passes = (_triplet_loss_expr(d_ap, value, margin) > threshold) & (middle < high)
@@ -265,13 +244,13 @@ class _AllCounts(NamedTuple):
     sorted_neg: Tensor  # (B, B) each anchor's negative distances, ascending, +inf for non-negatives
 
 
-def _batch_all_counts(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: float, distance: str) -> _AllCounts:
+def _batch_all_counts(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: float) -> _AllCounts:
     """Per pair, how many triplets are active, in O(B^2) memory and O(B^2 log B) time.
 
-    * per positive pair (a, p): sort a's negative distances once; the active negatives are a prefix of that order
-      (everything up to the boundary float), so a ``searchsorted`` counts them;
-    * per negative pair (a, n): the positives' boundaries are monotone in d(a, p), so sorting a's positive distances
-      sorts their boundaries too; a second ``searchsorted`` counts the positives for which n is active.
+    * per positive pair (a, p): sort a's negative distances once; the active negatives are a prefix of that order,
+      whose length :func:`_count_active` finds by bisection;
+    * per negative pair (a, n): n is active for p exactly when d(a, n) is at most p's last active negative distance
+      (its *boundary*); sorting each anchor's boundaries lets one ``searchsorted`` count them.
 
     Both counts come from the same floating-point predicate as ST's expression, so the two totals agree exactly
     (sum over p of per_positive = sum over n of per_negative = active triplets of anchor a).
@@ -279,20 +258,12 @@ def _batch_all_counts(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: flo
     zero = torch.zeros((), dtype=torch.long, device=d.device)
     sorted_neg = d.masked_fill(~neg_mask, math.inf).sort(dim=1).values.contiguous()
     queries = d.masked_fill(~pos_mask, -math.inf)  # non-positive entries count nothing
-    bisect = distance == "cosine" and 0.0 < margin < _TINY_COSINE_MARGIN
-    if bisect:
-        active = _count_by_bisection(queries, sorted_neg, margin, 0.0)
-        counted = _count_by_bisection(queries, sorted_neg, margin, COUNT_THRESHOLD)
-        # Boundaries for the negative side, from the per-positive counts: positive p activates the negatives at
-        # sorted positions < active[a, p], i.e. those with distance <= sorted_neg[a, active - 1].
-        last = sorted_neg.gather(1, (active - 1).clamp(min=0))
-        boundary = torch.where(active > 0, last, torch.full_like(last, -math.inf))
-    else:
-        boundary = _largest_active_distance(queries, margin, 0.0)
-        active = torch.searchsorted(sorted_neg, boundary.contiguous(), right=True)
-        counted = torch.searchsorted(
-            sorted_neg, _largest_active_distance(queries, margin, COUNT_THRESHOLD).contiguous(), right=True
-        )
+    active = _count_active(queries, sorted_neg, margin, 0.0)
+    counted = _count_active(queries, sorted_neg, margin, COUNT_THRESHOLD)
+    # Positive p activates exactly the negatives with distance <= its last active one (equal distances share the
+    # verdict), which gives each positive a boundary value for the negative side below.
+    last = sorted_neg.gather(1, (active - 1).clamp(min=0))
+    boundary = torch.where(active > 0, last, torch.full_like(last, -math.inf))
     active = torch.where(pos_mask, active, zero)
     counted = torch.where(pos_mask, counted, zero).sum()
     # Negative side: n is active for p iff d(a, n) <= boundary(a, p). Sorting the boundaries (non-positives: -inf,
@@ -305,7 +276,7 @@ def _batch_all_counts(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: flo
 
 def _batch_all_from_batch(batch: _Batch, margin: float, distance: str):
     dist = batch.dist
-    counts = _batch_all_counts(dist.detach(), batch.pos_mask, batch.neg_mask, margin, distance)
+    counts = _batch_all_counts(dist.detach(), batch.pos_mask, batch.neg_mask, margin)
     # The loss is linear in the distances once the active set is known:
     #   sum_{a,p} c[a,p] * (d(a,p) + margin) - sum_{a,n} c'[a,n] * d(a,n)
     # Both sums are large and nearly cancel; subtracting a per-anchor reference r_a (its nearest negative, detached)
@@ -514,7 +485,7 @@ def triplet_stats(embeddings: Tensor, labels: Tensor, margin: float, distance: s
     with torch.no_grad():
         batch = _prepare(embeddings, labels, distance)
         mined = _mine(batch)
-        counts = _batch_all_counts(mined.dist, batch.pos_mask, batch.neg_mask, margin, distance)
+        counts = _batch_all_counts(mined.dist, batch.pos_mask, batch.neg_mask, margin)
         return _stats(batch, mined, counts, distance)
 
 
@@ -557,5 +528,5 @@ def loss_and_stats(
         return loss, None
     with torch.no_grad():
         if counts is None:
-            counts = _batch_all_counts(mined.dist, batch.pos_mask, batch.neg_mask, margin, distance)
+            counts = _batch_all_counts(mined.dist, batch.pos_mask, batch.neg_mask, margin)
         return loss, _stats(batch, mined, counts, distance)

@@ -57,7 +57,11 @@ def _has_negative(labels: list[int]) -> bool:
 
 def batch_all_triplet_loss(embeddings: Tensor, labels: Tensor, margin: float, distance: str = "euclidean") -> Tensor:
     """Sum of max(0, d(a,p) - d(a,n) + margin) over every valid triplet / number of triplets with loss > 1e-16."""
-    dist = pairwise_distances(embeddings, distance)
+    return batch_all_from_distances(pairwise_distances(embeddings, distance), labels, margin)
+
+
+def batch_all_from_distances(dist: Tensor, labels: Tensor, margin: float) -> Tensor:
+    """BatchAll on a given (B, B) distance matrix (the loops of :func:`batch_all_triplet_loss`)."""
     labels = labels.tolist()
     batch_size = len(labels)
     total = dist.sum() * 0  # a zero that keeps the graph (and the dtype)
@@ -113,9 +117,8 @@ def semi_hard_negative(dist: Tensor, labels: list[int], a: int, p: int) -> tuple
     return farthest, True
 
 
-def _hard_terms(embeddings: Tensor, labels: Tensor, distance: str):
-    dist = pairwise_distances(embeddings, distance)
-    labels = labels.tolist()
+def _hard_terms(dist: Tensor, labels: list[int]) -> list[tuple[Tensor, Tensor]]:
+    """(hardest-positive distance, hardest-negative distance) per anchor; the batch must have two labels."""
     terms = []
     for a in range(len(labels)):
         p = hardest_positive(dist, labels, a)
@@ -123,43 +126,57 @@ def _hard_terms(embeddings: Tensor, labels: Tensor, distance: str):
         # No positive: sentence-transformers uses 0 as the hardest-positive distance (and keeps the anchor).
         # Its hardest-positive distance is never below 0 (cosine distances can round to -1e-7).
         d_ap = dist[a, p] if p is not None and dist[a, p] > 0 else dist[a, a] * 0
-        terms.append((d_ap, dist[a, n] if n is not None else None))
-    return dist, labels, terms
+        terms.append((d_ap, dist[a, n]))
+    return terms
 
 
 def batch_hard_triplet_loss(embeddings: Tensor, labels: Tensor, margin: float, distance: str = "euclidean") -> Tensor:
     """Mean over anchors of max(0, d(a, hardest p) - d(a, hardest n) + margin)."""
-    dist, labels, terms = _hard_terms(embeddings, labels, distance)
+    return batch_hard_from_distances(pairwise_distances(embeddings, distance), labels, margin)
+
+
+def batch_hard_from_distances(dist: Tensor, labels: Tensor, margin: float) -> Tensor:
+    """BatchHard on a given (B, B) distance matrix."""
+    labels = labels.tolist()
     if not _has_negative(labels):
-        return dist.sum() * 0
+        return dist.sum() * 0  # documented exception: no negative anywhere
     total = dist.sum() * 0
-    for d_ap, d_an in terms:
+    for d_ap, d_an in _hard_terms(dist, labels):
         loss = (d_ap - d_an) + margin
         if loss > 0:
             total = total + loss
-    return total / len(terms)
+    return total / len(labels)
 
 
 def batch_hard_soft_margin_triplet_loss(embeddings: Tensor, labels: Tensor, distance: str = "euclidean") -> Tensor:
-    """Mean over anchors of softplus(d(a, hardest p) - d(a, hardest n)), softplus(x) = log(1 + exp(x)).
+    """Mean over anchors of softplus(d(a, hardest p) - d(a, hardest n)), softplus(x) = log(1 + exp(x))."""
+    return batch_hard_soft_margin_from_distances(pairwise_distances(embeddings, distance), labels)
+
+
+def batch_hard_soft_margin_from_distances(dist: Tensor, labels: Tensor) -> Tensor:
+    """Soft-margin BatchHard on a given (B, B) distance matrix.
 
     torch's softplus, used here as in sentence-transformers, returns x itself above x = 20 (where log(1 + e^x) and
     x agree to float precision) so that exp never overflows.
     """
-    dist, labels, terms = _hard_terms(embeddings, labels, distance)
+    labels = labels.tolist()
     if not _has_negative(labels):
         return dist.sum() * 0
     total = dist.sum() * 0
-    for d_ap, d_an in terms:
+    for d_ap, d_an in _hard_terms(dist, labels):
         total = total + torch.nn.functional.softplus(d_ap - d_an)
-    return total / len(terms)
+    return total / len(labels)
 
 
 def batch_semi_hard_triplet_loss(
     embeddings: Tensor, labels: Tensor, margin: float, distance: str = "euclidean"
 ) -> Tensor:
     """Mean over anchor-positive pairs of max(0, d(a,p) - d(a, semi-hard n) + margin)."""
-    dist = pairwise_distances(embeddings, distance)
+    return batch_semi_hard_from_distances(pairwise_distances(embeddings, distance), labels, margin)
+
+
+def batch_semi_hard_from_distances(dist: Tensor, labels: Tensor, margin: float) -> Tensor:
+    """BatchSemiHard on a given (B, B) distance matrix."""
     labels = labels.tolist()
     total = dist.sum() * 0
     if not _has_negative(labels):
