@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from oracle import DEVICE, examples
 from tutorial_lib import losses
-from tutorial_lib.losses import COUNT_THRESHOLD, _batch_all_counts
+from tutorial_lib.mining import COUNT_THRESHOLD, batch_all_counts as _batch_all_counts
 
 
 def brute(d, pos, neg, margin, threshold):

@@ -79,7 +79,7 @@ def _encode_labels(raw: Sequence[Any], names: Sequence[str] | None, where: str) 
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(raw) - set(index))
     if unknown:
-        raise DataError(f"{where}: label(s) {_listing(unknown)} not among the known labels {names}")
+        raise DataError(f"{where}: label(s) {_listing([repr(u) for u in unknown])} not among the known labels {names}")
     return [index[r] for r in raw], names
 
 
@@ -152,9 +152,11 @@ def _read_csv(path: str | Path, text_column: str, label_column: str):
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header line: {text_column},{label_column})") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise DataError(f"{path}: not a valid UTF-8 CSV file: {detail}") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from None
+    except pd.errors.ParserError as error:
+        detail = " ".join(str(error).split()).replace("Error tokenizing data. C error: ", "")
+        raise DataError(f"{path}: malformed CSV: {detail}") from None
     missing = [c for c in (text_column, label_column) if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; available columns: {list(frame.columns)}")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import shutil
+import inspect
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +37,20 @@ DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 """SHA-256 of ``model.safetensors`` of all-MiniLM-L6-v2 as published on the Hub."""
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # BERT's, at BERT's usual ids 0-4 order
+_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
+_PUNCTUATION = ".,;:!?'\"()-/&%$#@*+=<>[]_"
+_COMMON_WORDS = """
+the a an and or but of to in on at for with from by about as into over after before is are was were be been
+being has have had do does did will would can could should may might must not no yes this that these those it
+its they them their there here he she his her we our you your i my me who what when where why how which whose
+whom all any some many much more most other such only own same so than too very just also new old good great
+first last long little big small high low right left best next early late young important public bad able
+time year day week month people man woman child world life hand part place case point government company
+number group problem fact way thing city country home school work game team match player goal coach win won
+food pizza bread soup cake chef cook pasta tasty fresh sweet spicy tech laptop software update phone battery
+computer code python fast cloud server data question answer date name person reason procedure definition
+""".split()
 _hash_cache: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> digest: hash a file once per process
 
 __all__ = [
@@ -155,10 +168,12 @@ def tiny_model(
 ) -> SentenceTransformer:
     """A tiny BERT sentence-transformer with random weights, built locally (no network), for fast tests.
 
-    It reuses all-MiniLM-L6-v2's WordPiece tokenizer (so real words get real token ids) with a
-    ``transformers.BertConfig`` of ``layers`` layers, hidden size ``dim``, ``heads`` heads and feed-forward size
-    ``intermediate``, followed by mean pooling (and ``Normalize`` if asked). The same seed gives the same weights;
-    the global random state is left untouched.
+    The tokenizer is a lower-casing WordPiece tokenizer over a small vocabulary written to a temporary folder:
+    BERT's special tokens, single characters (and their ``##`` continuations, so no word is ever unknown) and a
+    couple of hundred common words. The encoder is a ``transformers.BertConfig`` with ``layers`` layers, hidden
+    size ``dim``, ``heads`` heads and feed-forward size ``intermediate`` (about 26k parameters by default),
+    followed by mean pooling (and ``Normalize`` if asked). The same seed gives the same weights; the global random
+    state is left untouched.
 
     Returns:
         A ``SentenceTransformer`` whose ``encode`` returns (N, dim) embeddings.
@@ -167,11 +182,12 @@ def tiny_model(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from safetensors.torch import save_file
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    source = default_model_dir()
+    vocab = list(dict.fromkeys([*_SPECIAL_TOKENS, *_PUNCTUATION, *_CHARACTERS, *("##" + c for c in _CHARACTERS),
+                                *_COMMON_WORDS]))
     config = BertConfig(
-        vocab_size=30522,  # the size of the borrowed vocabulary
+        vocab_size=len(vocab),
         hidden_size=dim,
         num_hidden_layers=layers,
         num_attention_heads=heads,
@@ -184,8 +200,13 @@ def tiny_model(
         bert = BertModel(config)  # with its (unused) pooler, so loading finds every weight and prints no report
         config.save_pretrained(folder)
         save_file({k: v.contiguous() for k, v in bert.state_dict().items()}, str(Path(folder) / "model.safetensors"))
-        for name in _TOKENIZER_FILES:
-            shutil.copy(source / name, Path(folder) / name)
+        vocab_file = Path(folder) / "vocab.txt"
+        vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers >= 5
+            tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
+        else:  # transformers 4 reads the vocabulary file
+            tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+        tokenizer.save_pretrained(folder)
         with offline_env():
             modules = [Transformer(folder, max_seq_length=max_seq_length), Pooling(dim, "mean")]
         if normalize:
@@ -222,7 +243,9 @@ def describe(model: Any) -> str:
         if info["normalized"]
         else "unnormalized embeddings: the distance scale is the model's own"
     )
+    n = info["parameters"]
+    size = f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
     return (
         f"{info['name']} on {info['device']}: dim={info['dim']}, normalized={info['normalized']} ({scale}), "
-        f"{info['parameters'] / 1e6:.1f}M parameters"
+        f"{size} parameters"
     )

@@ -26,6 +26,7 @@ import argparse
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import math
@@ -118,13 +119,17 @@ def run(args: argparse.Namespace) -> int:
     )
     loss = make_loss(args.loss, model, margin=args.margin, distance=args.distance)
     try:
-        result = training.train(
-            model, train_ds, loss, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-            learning_rate=args.lr, seed=args.seed, progress=not args.no_progress,
-        )
+        with warnings.catch_warnings(record=True) as caught:  # shown as plain "warning:" lines, not source lines
+            warnings.simplefilter("always", UserWarning)
+            result = training.train(
+                model, train_ds, loss, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
+                learning_rate=args.lr, seed=args.seed, progress=not args.no_progress,
+            )
     except training.NonFiniteLossError as error:
         print(f"error: training stopped: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_TRAINING_FAILED
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     emb_after = evaluation.encode(model, test_ds["sentence"])
     after = evaluation.evaluate_embeddings(
         evaluation.encode(model, train_ds["sentence"]), train_labels, emb_after, test_labels, seed=args.seed

@@ -76,6 +76,7 @@ class TrainResult:
         steps: optimizer steps taken.
         collapsed: True if a :class:`CollapseWarning` was given.
         plan: what GROUP_BY_LABEL does with the training labels (:class:`SamplerPlan`).
+        messages: the warnings given (sampler explanations, collapse), as text.
     """
 
     model: Any
@@ -117,9 +118,10 @@ def group_by_label_plan(
         ValueError: an odd batch size or one below 4; fewer than 2 labels with at least 2 examples.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 4 or batch_size % 2:
+        hint = f" Try {max(4, batch_size // 2 * 2)}." if isinstance(batch_size, int) else ""
         raise ValueError(
             f"batch_size must be an even number >= 4 for GROUP_BY_LABEL batches (each label enters a batch with 2 "
-            f"examples, and a batch needs at least 2 labels); got {batch_size!r}. Try {max(4, int(batch_size) // 2 * 2)}."
+            f"examples, and a batch needs at least 2 labels); got {batch_size!r}.{hint}"
         )
 
     def name(label: int) -> str:
@@ -148,16 +150,23 @@ def group_by_label_plan(
     largest_pairs, largest = pairs[0]
     capped = name(largest) if largest_pairs > cap else None
     if total - used > _UNUSED_WARN_FRACTION * total:
-        detail = ""
+        reasons = []
         if capped is not None:
-            detail = (
-                f" Label {capped!r} has {kept[largest]} examples but only {2 * cap} are drawn per epoch, as many as "
-                f"the second largest label {name(pairs[1][1])!r}: the sampler stops when only one label is left."
+            reasons.append(
+                f"label {capped!r} has {kept[largest]} examples but only {2 * cap} are drawn, as many as the second "
+                f"largest label {name(pairs[1][1])!r} (the sampler stops when only one label is left; balance the "
+                "classes to use more)"
             )
+        if odd := sum(n % 2 for n in kept.values()):
+            reasons.append(f"{odd} label(s) with an odd count leave one example out")
+        if stream - used:
+            reasons.append(f"the last partial batch of {stream - used} is dropped (under 4, or drop_last)")
+        if dropped:
+            reasons.append(f"{sum(dropped.values())} example(s) of labels with a single example")
         messages.append(
             f"GROUP_BY_LABEL uses {used} of {total} training examples per epoch ({total - used} unused, "
-            f"{(total - used) / total:.0%}).{detail} Different examples are drawn each epoch; to use more data per "
-            "epoch, balance the classes (down-sample the largest)."
+            f"{(total - used) / total:.0%}): {'; '.join(reasons)}. Examples are reshuffled every epoch, so "
+            "different ones are left out each time."
         )
     return SamplerPlan(total, used, batches, dropped, capped, messages)
 
@@ -218,9 +227,11 @@ class _Recorder:
         if not self.pending:
             return
         keys = list(self.pending[-1][1] or {})
-        columns = [torch.stack([v.double().reshape(()) for v, _ in self.pending]).mean()]
+        # float64 keeps triplet counts exact (B^3 outgrows float32's 2^24 near B = 256); MPS has no float64.
+        dtype = torch.float32 if self.pending[0][0].device.type == "mps" else torch.float64
+        columns = [torch.stack([v.to(dtype).reshape(()) for v, _ in self.pending]).mean()]
         for key in keys:
-            columns.append(torch.stack([stats[key].double() for _, stats in self.pending if stats]).mean())
+            columns.append(torch.stack([stats[key].to(dtype) for _, stats in self.pending if stats]).mean())
         means = torch.stack(columns).tolist()  # the one transfer to the host per step
         row = {"step": self.global_step + 1, "epoch": self.epoch, "loss": means[0], "learning_rate": self.learning_rate}
         row.update(zip(keys, means[1:]))
@@ -239,7 +250,10 @@ class _Recorder:
         if distance is not None and self.first_distance is None:
             self.first_distance = distance
         if self.pinned_steps >= self.patience:
-            what = f"the loss has stayed at {self.pinned:.4g} (its value when all distances are 0) for {self.patience} steps"
+            what = (
+                f"the loss has stayed at {self.pinned:.4g} (its value when all distances are 0) "
+                f"for {self.patience} steps"
+            )
         elif distance is not None and self.first_distance and distance < self.distance_ratio * self.first_distance:
             what = f"the mean pairwise distance fell from {self.first_distance:.4g} to {distance:.4g}"
         else:

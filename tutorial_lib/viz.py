@@ -3,8 +3,8 @@
 Every function takes arrays (or a ``pandas.DataFrame`` history), never a model, and returns a matplotlib ``Figure``
 without showing it (a notebook displays the returned figure; a script calls ``fig.savefig``). Figures are built with
 ``matplotlib.figure.Figure``, not pyplot: they need no GUI backend, do not pile up in pyplot's list of open figures
-and are not displayed twice by Jupyter's inline backend. Nothing happens at import time: no backend or ``rcParams`` change, and UMAP (whose numba compilation takes 15-50 s on its first fit) is
-imported only when asked for.
+and are not displayed twice by Jupyter's inline backend. Nothing happens at import time: no backend or ``rcParams``
+change, and UMAP (whose numba compilation takes 15-50 s on its first fit) is imported only when asked for.
 
 Colours are fixed per label id (``tab10``, or ``tab20`` beyond 10 labels), so the same class has the same colour
 in every panel and every notebook.
