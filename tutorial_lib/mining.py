@@ -12,7 +12,9 @@ This module imports torch only.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from typing import NamedTuple
 
 import torch
@@ -131,6 +133,23 @@ def count_active(d_ap: Tensor, sorted_neg: Tensor, margin: float, threshold: flo
     return low
 
 
+@functools.lru_cache(maxsize=1)
+def _triton_importable() -> bool:
+    try:
+        from . import triton_kernels  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _use_triton(d: Tensor) -> bool:
+    """The Triton counting kernel serves float32 CUDA tensors (``TRIPLET_TRITON=0`` turns it off, ``force`` on)."""
+    mode = os.environ.get("TRIPLET_TRITON", "auto")
+    if mode == "0" or d.dtype != torch.float32 or not (d.is_cuda or mode == "force"):
+        return False
+    return _triton_importable()
+
+
 class AllCounts(NamedTuple):
     per_positive: Tensor  # (B, B) long: [a, p] = number of negatives n with loss(a, p, n) > 0; 0 off positive pairs
     per_negative: Tensor  # (B, B) long: [a, n] = number of positives p with loss(a, p, n) > 0; 0 off negative pairs
@@ -152,6 +171,17 @@ def batch_all_counts(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: floa
     zero = torch.zeros((), dtype=torch.long, device=d.device)
     sorted_neg = d.masked_fill(~neg_mask, math.inf).sort(dim=1).values.contiguous()
     queries = d.masked_fill(~pos_mask, -math.inf)  # non-positive entries count nothing
+    if _use_triton(d):
+        from . import triton_kernels
+
+        active, counted = triton_kernels.count_prefix(queries, sorted_neg, margin)
+        active = torch.where(pos_mask, active.long(), zero)
+        counted = torch.where(pos_mask, counted.long(), zero).sum()
+        # Negative side: sort each anchor's positive distances (-inf elsewhere); the positives for which n is active
+        # are a suffix of that order, found by the same kind of bisection.
+        sorted_pos = d.masked_fill(~pos_mask, -math.inf).sort(dim=1).values.contiguous()
+        per_negative = torch.where(neg_mask, triton_kernels.count_suffix(d, sorted_pos, margin).long(), zero)
+        return AllCounts(active, per_negative, counted, sorted_neg)
     active = count_active(queries, sorted_neg, margin, 0.0)
     counted = count_active(queries, sorted_neg, margin, COUNT_THRESHOLD)
     # Positive p activates exactly the negatives with distance <= its last active one (equal distances share the
