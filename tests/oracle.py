@@ -187,7 +187,10 @@ def exactly_degenerate(strategy: str, embeddings, labels, margin, distance) -> b
             hn = d.masked_fill(~neg, torch.inf).amin(dim=1, keepdim=True)
             tie_p = (((d == hp) & pos).sum(dim=1) > 1).any() | ((hp.squeeze(1) <= 0) & pos.any(dim=1)).any()
             tie_n = (((d == hn) & neg).sum(dim=1) > 1).any()
-            if tie_p or tie_n:
+            # ST masks non-negatives by adding the row maximum; when the nearest negative *is* at the row maximum,
+            # the anchor itself (0 + max) ties with it and ST may select the anchor (its documented quirk).
+            self_tie = ((hn.squeeze(1) == d.amax(dim=1)) & neg.any(dim=1)).any()
+            if tie_p or tie_n or self_tie:
                 return True
             if strategy == "batch_hard":
                 d_ap = torch.where(pos.any(dim=1), hp.squeeze(1).clamp_min(0), torch.zeros_like(hp.squeeze(1)))
@@ -201,3 +204,15 @@ def exactly_degenerate(strategy: str, embeddings, labels, margin, distance) -> b
         ties = ((d.unsqueeze(1) == d_sn.unsqueeze(2)) & neg.unsqueeze(1)).sum(dim=2) > 1  # [a, p]
         zero_hinge = ((d - d_sn) + margin) == 0
         return bool(((equal_to_positive | ties | zero_hinge) & valid).any())
+
+
+def gram_ill_conditioned(embeddings, distance, ratio=1e-3) -> bool:
+    """True when two rows are so close, relative to their norms, that the Gram trick loses 3+ digits in float32:
+    |e_i - e_j|^2 < ratio * (|e_i|^2 + |e_j|^2) (for cosine, on the normalised rows)."""
+    e = embeddings.detach().double()
+    if distance == "cosine":
+        e = torch.nn.functional.normalize(e, dim=1)
+    sq = (e * e).sum(dim=1)
+    d2 = ((e.unsqueeze(1) - e.unsqueeze(0)) ** 2).sum(dim=2)
+    off = ~torch.eye(e.shape[0], dtype=torch.bool, device=e.device)
+    return bool(((d2 < ratio * (sq.unsqueeze(0) + sq.unsqueeze(1))) & off).any())

@@ -20,6 +20,7 @@ from oracle import (
     batches,
     examples,
     exactly_degenerate,
+    gram_ill_conditioned,
     grads_close,
     st_loss,
     value_and_grad,
@@ -43,8 +44,18 @@ def test_equals_sentence_transformers(strategy, batch):
     v, g = value_and_grad(lambda e: OURS[strategy](e, labels, margin, distance), embeddings)
     assert torch.isfinite(v) and torch.isfinite(g).all(), note
     assert torch.allclose(v, v_st.to(v.dtype), rtol=1e-4, atol=1e-5), f"{note}: ours {v.item()} vs ST {v_st.item()}"
-    if not exactly_degenerate(strategy, embeddings, labels, margin, distance):
-        assert grads_close(g, g_st.to(g.dtype)), f"{note}: |g - g_st| = {(g - g_st).norm()} vs |g_st| = {g_st.norm()}"
+    if exactly_degenerate(strategy, embeddings, labels, margin, distance) or grads_close(g, g_st):
+        return
+    # Where two points are close relative to their norms, the Gram trick loses digits: sentence-transformers'
+    # float32 gradient then carries rounding error above the tolerance (e.g. |g_st| ~ 1e-4 at duplicates of norm 1e3,
+    # whose exact gradient is 0). Only there, the same batch is compared in float64, where both are accurate.
+    assert embeddings.dtype == torch.float32 and gram_ill_conditioned(embeddings, distance), (
+        f"{note}: |g - g_st| = {(g - g_st).norm()}, |g_st| = {g_st.norm()}")
+    e64 = embeddings.double()
+    if not exactly_degenerate(strategy, e64, labels, margin, distance):
+        _, g64_st = value_and_grad(lambda e: st_loss(strategy, e, labels, margin, distance), e64)
+        _, g64 = value_and_grad(lambda e: OURS[strategy](e, labels, margin, distance), e64)
+        assert grads_close(g64, g64_st), f"{note} (float64): |g - g_st| = {(g64 - g64_st).norm()}"
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -23,7 +23,7 @@ if DEVICE.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
 def _counts(d, labels, margin, mode, monkeypatch):
     monkeypatch.setenv("TRIPLET_TRITON", mode)
     masks = mining.batch_masks(labels)
-    return mining.batch_all_counts(d, masks.pos, masks.neg, margin)
+    return mining.batch_all_counts(d, masks.pos, masks.neg, margin, labels=labels)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -50,4 +50,19 @@ def test_the_losses_use_triton_on_cuda():
     if DEVICE.type != "cuda":
         pytest.skip("only meaningful on CUDA")
     d = torch.rand(8, 8, device=DEVICE)
-    assert mining._use_triton(d)
+    assert mining.use_triton(d)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batch_all_loss_with_triton_equals_pytorch_path(seed, monkeypatch):
+    from oracle import grads_close, value_and_grad
+    from tutorial_lib import losses
+
+    g = torch.Generator().manual_seed(seed)
+    e = torch.randn(40, 8, generator=g).to(DEVICE)
+    y = (torch.arange(40) % (2 + seed)).to(DEVICE)
+    monkeypatch.setenv("TRIPLET_TRITON", "force")
+    v1, g1 = value_and_grad(lambda x: losses.batch_all_triplet_loss(x, y, 0.5), e)
+    monkeypatch.setenv("TRIPLET_TRITON", "0")
+    v2, g2 = value_and_grad(lambda x: losses.batch_all_triplet_loss(x, y, 0.5), e)
+    assert torch.allclose(v1, v2, rtol=1e-5, atol=1e-6) and grads_close(g1, g2, rtol=1e-5)

@@ -58,6 +58,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import cuda_graphs
 from .distances import (
     check_distance,
     check_embeddings,
@@ -70,12 +71,15 @@ from .mining import (
     COUNT_THRESHOLD,
     Masks,
     Mined,
+    batch_all_compact,
     batch_all_counts,
     batch_masks,
     hardest_indices,
     mine_distances,
     semi_hard_indices,
     statistics,
+    use_compact,
+    use_triton,
 )
 
 STRATEGIES = ("batch_all", "batch_hard", "batch_semi_hard", "batch_hard_soft_margin")
@@ -127,100 +131,106 @@ def _checked(embeddings: Tensor, labels: Tensor, distance: str) -> Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class _BatchHard(torch.autograd.Function):
-    """BatchHard (``margin`` a float) or its soft-margin variant (``margin`` None)."""
+def _hard_forward(embeddings: Tensor, labels: Tensor, margin: float | None, distance: str) -> tuple[Tensor, ...]:
+    """BatchHard (``margin`` a float) or its soft-margin variant (``margin`` None): the loss and what backward needs."""
+    x, d = distances_for_backward(embeddings, distance)
+    masks = batch_masks(labels)
+    hardest_pos, hardest_neg = hardest_indices(d, masks.pos, masks.neg, masks.has_pos, masks.has_neg)
+    rows = torch.arange(d.shape[0], device=d.device)
+    pos_col, neg_col = hardest_pos.clamp(min=0), hardest_neg.clamp(min=0)
+    d_ap_raw, d_an = d[rows, pos_col], d[rows, neg_col]
+    # ST's convention: no positive -> hardest-positive distance 0; never below 0 (cosine rounds to -1e-7).
+    d_ap = torch.where(masks.has_pos, d_ap_raw.clamp_min(0.0), torch.zeros_like(d_ap_raw))
+    if margin is None:
+        z = d_ap - d_an
+        per_anchor = torch.nn.functional.softplus(z)
+        slope = torch.where(z > _SOFTPLUS_THRESHOLD, torch.ones_like(z), torch.sigmoid(z))
+    else:
+        z = (d_ap - d_an) + margin
+        per_anchor = torch.relu(z)
+        slope = (z > 0).to(z.dtype)  # zero subgradient at exactly zero loss (the reference's tie rule)
+    # A single-label batch has no negative anywhere: 0 loss, 0 gradient (documented exception).
+    per_anchor = torch.where(masks.has_neg, per_anchor, torch.zeros_like(per_anchor))
+    slope = torch.where(masks.has_neg, slope, torch.zeros_like(slope)) / d.shape[0]
+    # dL/d d(a, p) = slope where the positive really was selected (and clamp_min passed it); -slope for d(a, n)
+    pos_slope = torch.where(masks.has_pos & (d_ap_raw >= 0), slope, torch.zeros_like(slope))
+    return (per_anchor.mean(), x, torch.cat([rows, rows]), torch.cat([pos_col, neg_col]),
+            torch.cat([pos_slope, -slope]), torch.cat([d_ap_raw, d_an]))
 
-    @staticmethod
-    def forward(ctx, embeddings: Tensor, labels: Tensor, margin: float | None, distance: str) -> Tensor:
-        x, d = distances_for_backward(embeddings, distance)
+
+def _hard_backward(grad_output, x, rows, cols, slopes, dists, distance: str) -> tuple[Tensor]:
+    return (sparse_distances_backward(rows, cols, slopes * grad_output, x, dists, distance),)
+
+
+def _semi_hard_forward(embeddings: Tensor, labels: Tensor, margin: float, distance: str) -> tuple[Tensor, ...]:
+    x, d = distances_for_backward(embeddings, distance)
+    masks = batch_masks(labels)
+    semi_hard, _ = semi_hard_indices(d, masks.pos, masks.neg, masks.has_neg)
+    valid = semi_hard >= 0  # (B, B): positive pairs of anchors that have a negative
+    columns = semi_hard.clamp(min=0)
+    z = (d - d.gather(1, columns)) + margin
+    active = valid & (z > 0)
+    # ST divides by the number of anchor-positive pairs (clamped: an all-singleton batch gives 0, not NaN).
+    num_pairs = masks.pos.sum().clamp(min=1).to(d.dtype)
+    loss = torch.where(active, z, torch.zeros_like(z)).sum() / num_pairs
+    # dL/d dist: +1/N at each active (a, p), -1/N at its semi-hard negative (a, n); n may serve several p.
+    grad_dist = active.to(d.dtype) / num_pairs
+    grad_dist.scatter_add_(1, columns, -grad_dist)
+    return loss, x, grad_dist, d
+
+
+def _batch_all_forward(embeddings: Tensor, labels: Tensor, margin: float, distance: str) -> tuple[Tensor, ...]:
+    x, d = distances_for_backward(embeddings, distance)
+    # Once the active set is known the loss is linear in the distances:
+    #   sum_{a,p} c[a,p] * (d(a,p) + margin) - sum_{a,n} c'[a,n] * d(a,n).
+    # Both sums are large and nearly cancel; subtracting a per-anchor reference r_a (its nearest negative) from
+    # every distance leaves the value unchanged (both sums count each active triplet once) but keeps the terms
+    # at the scale of the hinge, not of the distances, which preserves float32 precision.
+    if use_triton(d):
+        from . import triton_kernels
+
+        per_pos, per_neg, counted, total, _ = triton_kernels.batch_all_terms(d, labels, margin)
+    elif use_compact(d):
         masks = batch_masks(labels)
-        hardest_pos, hardest_neg = hardest_indices(d, masks.pos, masks.neg, masks.has_pos, masks.has_neg)
-        rows = torch.arange(d.shape[0], device=d.device)
-        pos_col, neg_col = hardest_pos.clamp(min=0), hardest_neg.clamp(min=0)
-        d_ap_raw, d_an = d[rows, pos_col], d[rows, neg_col]
-        # ST's convention: no positive -> hardest-positive distance 0; never below 0 (cosine rounds to -1e-7).
-        d_ap = torch.where(masks.has_pos, d_ap_raw.clamp_min(0.0), torch.zeros_like(d_ap_raw))
-        if margin is None:
-            z = d_ap - d_an
-            per_anchor = torch.nn.functional.softplus(z)
-            slope = torch.where(z > _SOFTPLUS_THRESHOLD, torch.ones_like(z), torch.sigmoid(z))
-        else:
-            z = (d_ap - d_an) + margin
-            per_anchor = torch.relu(z)
-            slope = (z > 0).to(z.dtype)  # zero subgradient at exactly zero loss (the reference's tie rule)
-        # A single-label batch has no negative anywhere: 0 loss, 0 gradient (documented exception).
-        per_anchor = torch.where(masks.has_neg, per_anchor, torch.zeros_like(per_anchor))
-        slope = torch.where(masks.has_neg, slope, torch.zeros_like(slope)) / d.shape[0]
-        # dL/d d(a, p) = slope where the positive really was selected (and clamp_min passed it); -slope for d(a, n)
-        pos_slope = torch.where(masks.has_pos & (d_ap_raw >= 0), slope, torch.zeros_like(slope))
-        ctx.save_for_backward(x, torch.cat([rows, rows]), torch.cat([pos_col, neg_col]),
-                              torch.cat([pos_slope, -slope]), torch.cat([d_ap_raw, d_an]))
-        ctx.distance, ctx.input_dtype = distance, embeddings.dtype
-        return per_anchor.mean()
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        x, rows, cols, slopes, dists = ctx.saved_tensors
-        grad = sparse_distances_backward(rows, cols, slopes * grad_output, x, dists, ctx.distance)
-        return grad.to(ctx.input_dtype), None, None, None
-
-
-def _dense_backward(ctx, grad_output):
-    x, grad_dist, dist = ctx.saved_tensors
-    grad = pairwise_distances_backward(grad_dist * grad_output, x, dist, ctx.distance)
-    return grad.to(ctx.input_dtype), None, None, None
-
-
-class _BatchSemiHard(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, embeddings: Tensor, labels: Tensor, margin: float, distance: str) -> Tensor:
-        x, d = distances_for_backward(embeddings, distance)
-        masks = batch_masks(labels)
-        semi_hard, _ = semi_hard_indices(d, masks.pos, masks.neg, masks.has_neg)
-        valid = semi_hard >= 0  # (B, B): positive pairs of anchors that have a negative
-        columns = semi_hard.clamp(min=0)
-        z = (d - d.gather(1, columns)) + margin
-        active = valid & (z > 0)
-        # ST divides by the number of anchor-positive pairs (clamped: an all-singleton batch gives 0, not NaN).
-        num_pairs = masks.pos.sum().clamp(min=1).to(d.dtype)
-        loss = torch.where(active, z, torch.zeros_like(z)).sum() / num_pairs
-        # dL/d dist: +1/N at each active (a, p), -1/N at its semi-hard negative (a, n); n may serve several p.
-        grad_dist = active.to(d.dtype) / num_pairs
-        grad_dist.scatter_add_(1, columns, -grad_dist)
-        ctx.save_for_backward(x, grad_dist, d)
-        ctx.distance, ctx.input_dtype = distance, embeddings.dtype
-        return loss
-
-    backward = staticmethod(_dense_backward)
-
-
-class _BatchAll(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, embeddings: Tensor, labels: Tensor, margin: float, distance: str) -> Tensor:
-        x, d = distances_for_backward(embeddings, distance)
+        per_pos, per_neg, counted, total = batch_all_compact(d, masks.pos, masks.neg, margin)
+    else:
         masks = batch_masks(labels)
         counts = batch_all_counts(d, masks.pos, masks.neg, margin)
         per_pos = counts.per_positive.to(d.dtype)
         per_neg = counts.per_negative.to(d.dtype)
-        # Once the active set is known the loss is linear in the distances:
-        #   sum_{a,p} c[a,p] * (d(a,p) + margin) - sum_{a,n} c'[a,n] * d(a,n).
-        # Both sums are large and nearly cancel; subtracting a per-anchor reference r_a (its nearest negative) from
-        # every distance leaves the value unchanged (both sums count each active triplet once) but keeps the terms
-        # at the scale of the hinge, not of the distances, which preserves float32 precision.
         reference = counts.sorted_neg[:, :1]
         reference = torch.where(torch.isfinite(reference), reference, torch.zeros_like(reference))
         total = (per_pos * ((d - reference) + margin)).sum() - (per_neg * (d - reference)).sum()
         counted = counts.counted
-        has_counted = counted > 0
-        denominator = counted.clamp(min=1).to(d.dtype)
-        # No counted triplet: 0 with a zero gradient instead of ST's division by 1e-16 (documented exception).
-        loss = torch.where(has_counted, total / denominator, torch.zeros_like(total))
-        grad_dist = (per_pos - per_neg) * torch.where(has_counted, 1 / denominator, torch.zeros_like(denominator))
-        ctx.save_for_backward(x, grad_dist, d)
-        ctx.distance, ctx.input_dtype = distance, embeddings.dtype
+    zero = torch.zeros((), dtype=d.dtype, device=d.device)
+    # No counted triplet: 0 with a zero gradient instead of ST's division by 1e-16 (documented exception).
+    scale = torch.where(counted > 0, 1 / counted.clamp(min=1).to(d.dtype), zero)
+    grad_dist = per_pos.sub_(per_neg).mul_(scale)  # dL/d dist, in place: no extra (B, B) buffer
+    return total * scale, x, grad_dist, d
+
+
+def _dense_backward(grad_output, x, grad_dist, d, distance: str) -> tuple[Tensor]:
+    return (pairwise_distances_backward(grad_dist * grad_output, x, d, distance),)
+
+
+_FORWARD = {"hard": _hard_forward, "semi_hard": _semi_hard_forward, "all": _batch_all_forward}
+
+
+class _Loss(torch.autograd.Function):
+    """Any of the four losses: forward and backward written out (and replayed as CUDA graphs at small B)."""
+
+    @staticmethod
+    def forward(ctx, embeddings: Tensor, labels: Tensor, margin: float | None, distance: str, kind: str) -> Tensor:
+        loss, *saved = cuda_graphs.call(_FORWARD[kind], embeddings, labels, margin, distance)
+        ctx.save_for_backward(*saved)
+        ctx.distance, ctx.kind, ctx.input_dtype = distance, kind, embeddings.dtype
         return loss
 
-    backward = staticmethod(_dense_backward)
+    @staticmethod
+    def backward(ctx, grad_output):
+        backward = _hard_backward if ctx.kind == "hard" else _dense_backward
+        (grad,) = cuda_graphs.call(backward, grad_output, *ctx.saved_tensors, ctx.distance)
+        return grad.to(ctx.input_dtype), None, None, None, None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -246,7 +256,7 @@ def batch_all_triplet_loss(embeddings: Tensor, labels: Tensor, margin: float, di
     """
     margin = check_margin(margin)
     labels = _checked(embeddings, labels, distance)
-    return _BatchAll.apply(embeddings, labels, margin, distance)
+    return _Loss.apply(embeddings, labels, margin, distance, "all")
 
 
 def batch_hard_triplet_loss(embeddings: Tensor, labels: Tensor, margin: float, distance: str = "euclidean") -> Tensor:
@@ -267,7 +277,7 @@ def batch_hard_triplet_loss(embeddings: Tensor, labels: Tensor, margin: float, d
     """
     margin = check_margin(margin)
     labels = _checked(embeddings, labels, distance)
-    return _BatchHard.apply(embeddings, labels, margin, distance)
+    return _Loss.apply(embeddings, labels, margin, distance, "hard")
 
 
 def batch_hard_soft_margin_triplet_loss(embeddings: Tensor, labels: Tensor, distance: str = "euclidean") -> Tensor:
@@ -285,7 +295,7 @@ def batch_hard_soft_margin_triplet_loss(embeddings: Tensor, labels: Tensor, dist
         0-dim tensor; 0 with a zero gradient for a single-label batch.
     """
     labels = _checked(embeddings, labels, distance)
-    return _BatchHard.apply(embeddings, labels, None, distance)
+    return _Loss.apply(embeddings, labels, None, distance, "hard")
 
 
 def batch_semi_hard_triplet_loss(
@@ -308,7 +318,7 @@ def batch_semi_hard_triplet_loss(
     """
     margin = check_margin(margin)
     labels = _checked(embeddings, labels, distance)
-    return _BatchSemiHard.apply(embeddings, labels, margin, distance)
+    return _Loss.apply(embeddings, labels, margin, distance, "semi_hard")
 
 
 def _mined(embeddings: Tensor, labels: Tensor, distance: str) -> tuple[Mined, Masks]:
@@ -356,7 +366,7 @@ def triplet_stats(embeddings: Tensor, labels: Tensor, margin: float, distance: s
     """
     margin = check_margin(margin)
     mined, masks = _mined(embeddings, labels, distance)
-    counts = batch_all_counts(mined.dist, masks.pos, masks.neg, margin)
+    counts = batch_all_counts(mined.dist, masks.pos, masks.neg, margin, labels=labels.to(mined.dist.device))
     return statistics(mined, masks, counts)
 
 

@@ -142,7 +142,7 @@ def _triton_importable() -> bool:
     return True
 
 
-def _use_triton(d: Tensor) -> bool:
+def use_triton(d: Tensor) -> bool:
     """The Triton counting kernel serves float32 CUDA tensors (``TRIPLET_TRITON=0`` turns it off, ``force`` on)."""
     mode = os.environ.get("TRIPLET_TRITON", "auto")
     if mode == "0" or d.dtype != torch.float32 or not (d.is_cuda or mode == "force"):
@@ -157,8 +157,17 @@ class AllCounts(NamedTuple):
     sorted_neg: Tensor  # (B, B) each anchor's negative distances, ascending, +inf for non-negatives
 
 
-def batch_all_counts(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: float) -> AllCounts:
-    """Per pair, how many triplets are active, in O(B^2) memory and O(B^2 log B) time.
+def use_compact(d: Tensor) -> bool:
+    """On the CPU, BatchAll compacts the positive pairs (``nonzero``): with no device to synchronise with, a
+    data-dependent shape costs nothing, and P x K batches then need only B * (K - 1) queries instead of B^2.
+    ``TRIPLET_DENSE=1`` selects the GPU's synchronisation-free formulation on the CPU too (the tests use it)."""
+    return d.device.type == "cpu" and os.environ.get("TRIPLET_DENSE", "0") != "1"
+
+
+def batch_all_counts(
+    d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: float, labels: Tensor | None = None
+) -> AllCounts:
+    """Per pair, how many triplets are active, in O(B^2) memory.
 
     * per positive pair (a, p): sort a's negative distances once; the active negatives are a prefix of that order,
       whose length :func:`count_active` finds by bisection;
@@ -167,21 +176,22 @@ def batch_all_counts(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: floa
 
     Both counts come from the same floating-point predicate as ST's expression, so the two totals agree exactly
     (sum over p of per_positive = sum over n of per_negative = active triplets of anchor a).
+
+    Three formulations give identical counts: float32 CUDA inputs (with ``labels`` given) use the Triton kernels of
+    :mod:`tutorial_lib.triton_kernels`; CPU inputs the compact one (:func:`batch_all_compact`); anything else the
+    synchronisation-free PyTorch code below, O(B^2 log B).
     """
-    zero = torch.zeros((), dtype=torch.long, device=d.device)
     sorted_neg = d.masked_fill(~neg_mask, math.inf).sort(dim=1).values.contiguous()
-    queries = d.masked_fill(~pos_mask, -math.inf)  # non-positive entries count nothing
-    if _use_triton(d):
+    if labels is not None and use_triton(d):
         from . import triton_kernels
 
-        active, counted = triton_kernels.count_prefix(queries, sorted_neg, margin)
-        active = torch.where(pos_mask, active.long(), zero)
-        counted = torch.where(pos_mask, counted.long(), zero).sum()
-        # Negative side: sort each anchor's positive distances (-inf elsewhere); the positives for which n is active
-        # are a suffix of that order, found by the same kind of bisection.
-        sorted_pos = d.masked_fill(~pos_mask, -math.inf).sort(dim=1).values.contiguous()
-        per_negative = torch.where(neg_mask, triton_kernels.count_suffix(d, sorted_pos, margin).long(), zero)
-        return AllCounts(active, per_negative, counted, sorted_neg)
+        per_pos, per_neg, counted, _, _ = triton_kernels.batch_all_terms(d, labels, margin)
+        return AllCounts(per_pos.long(), per_neg.long(), counted, sorted_neg)
+    if use_compact(d):
+        per_pos, per_neg, counted, _ = batch_all_compact(d, pos_mask, neg_mask, margin)
+        return AllCounts(per_pos.long(), per_neg.long(), counted, sorted_neg)
+    zero = torch.zeros((), dtype=torch.long, device=d.device)
+    queries = d.masked_fill(~pos_mask, -math.inf)  # non-positive entries count nothing
     active = count_active(queries, sorted_neg, margin, 0.0)
     counted = count_active(queries, sorted_neg, margin, COUNT_THRESHOLD)
     # Positive p activates exactly the negatives with distance <= its last active one (equal distances share the
@@ -198,6 +208,65 @@ def batch_all_counts(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: floa
     return AllCounts(active, per_negative, counted, sorted_neg)
 
 
+_DIRECT_PAIRS_PER_ANCHOR = 8  # compact BatchAll compares every triplet directly up to this many positives per anchor
+
+
+def batch_all_compact(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: float):
+    """BatchAll's counts and loss numerator on the CPU, from the Q compacted positive pairs.
+
+    With few positives per anchor (P x K batches) every triplet is compared directly, like ST but in chunks of at
+    most B pairs (memory O(B^2)); the numerator then sums ST's per-triplet values. With many (a few large label
+    groups) each anchor's negatives are sorted once, the Q queries bisect them, and the per-negative counts come
+    from a histogram of the per-positive counts.
+
+    Returns:
+        ``(per_positive, per_negative, counted, total)``: (B, B) counts in ``d``'s dtype, the 0-dim number of
+        triplets with loss > 1e-16, and the 0-dim sum of all triplet losses.
+    """
+    batch_size = d.shape[0]
+    anchor, positive = pos_mask.nonzero(as_tuple=True)
+    x = d[anchor, positive]
+    per_negative = torch.zeros_like(d)
+    per_pair = torch.zeros_like(x, dtype=torch.long)
+    counted = torch.zeros((), dtype=torch.long)
+    total = torch.zeros((), dtype=d.dtype)
+    if anchor.numel() <= _DIRECT_PAIRS_PER_ANCHOR * batch_size:
+        for start in range(0, anchor.numel(), batch_size):
+            a, x_a = anchor[start:start + batch_size], x[start:start + batch_size]
+            loss = _triplet_loss_expr(x_a.unsqueeze(1), d[a], margin)  # (pairs, B), ST's expression
+            negatives = neg_mask[a]
+            active = (loss > 0) & negatives
+            per_pair[start:start + batch_size] = active.sum(dim=1)
+            counted += ((loss > COUNT_THRESHOLD) & negatives).sum()
+            total += torch.where(active, loss, 0.0).sum()
+            per_negative.index_add_(0, a, active.to(d.dtype))
+    else:
+        sorted_neg, order = d.masked_fill(~neg_mask, math.inf).sort(dim=1)
+        flat = sorted_neg.reshape(-1)
+        offset = anchor * batch_size
+        for threshold in (0.0, COUNT_THRESHOLD):
+            low = torch.zeros_like(anchor)
+            high = torch.full_like(anchor, batch_size)
+            for _ in range(math.ceil(math.log2(batch_size + 1))):
+                middle = (low + high) // 2
+                value = flat[offset + middle.clamp(max=batch_size - 1)]
+                passes = (_triplet_loss_expr(x, value, margin) > threshold) & (middle < high)
+                low = torch.where(passes, middle + 1, low)
+                high = torch.where(passes, high, middle)
+            if threshold == 0.0:
+                per_pair = low
+            else:
+                counted = low.sum()
+        # per-negative count at sorted position j = number of positives whose count exceeds j
+        histogram = torch.bincount(anchor * (batch_size + 1) + per_pair, minlength=batch_size * (batch_size + 1))
+        exceeding = histogram.view(batch_size, batch_size + 1).flip(1).cumsum(1).flip(1)[:, 1:]
+        per_negative.scatter_(1, order, exceeding.to(d.dtype))
+        reference = torch.where(torch.isfinite(sorted_neg[:, :1]), sorted_neg[:, :1], 0.0)
+        total = (per_pair.to(d.dtype) * ((x - reference[anchor, 0]) + margin)).sum() - (
+            per_negative * (d - reference)).sum()
+    per_positive = torch.zeros_like(d)
+    per_positive[anchor, positive] = per_pair.to(d.dtype)
+    return per_positive, per_negative, counted, total
 
 
 def mine_distances(d: Tensor, masks: Masks) -> Mined:

@@ -1,13 +1,14 @@
-"""Optional Triton kernel for BatchAll's exact counting on CUDA (the pure-PyTorch version is in :mod:`mining`).
+"""Optional Triton kernels for BatchAll's exact counting on CUDA (the pure-PyTorch version is in :mod:`mining`).
 
 :func:`tutorial_lib.mining.count_active` finds, by bisection, how many of an anchor's sorted negative distances make
 sentence-transformers' float expression ``(d_ap - d_an) + margin`` exceed a threshold. In PyTorch each bisection
 round is a dozen (B, B) kernels; here one kernel runs every round in registers, reading each anchor's sorted row
-from cache. Same predicate, same float32 operations, so the counts are identical (the CUDA test run compares them).
+from cache, and also sums what the loss value needs, so no (B, B) integer tensor is ever written. Same predicate,
+same float32 operations, so the counts are identical (the CUDA test run compares them with the PyTorch version).
 
 Used only for float32 CUDA tensors when Triton imports; ``TRIPLET_TRITON=0`` disables it, ``TRIPLET_TRITON=force``
 also uses it on CPU tensors (with ``TRITON_INTERPRET=1``, for testing on a machine without a GPU).
-This module imports triton at import time: import it only through :func:`available`.
+This module imports triton at import time: it is imported only where :func:`tutorial_lib.mining.use_triton` says so.
 """
 
 from __future__ import annotations
@@ -18,73 +19,123 @@ import torch
 import triton
 import triton.language as tl
 
+from .mining import COUNT_THRESHOLD
+
+_BLOCK = 512
+
 
 @triton.jit
-def _bisect_rows_kernel(
-    query_ptr,  # (B, B) float32: the value compared against each sorted row
-    sorted_ptr,  # (B, B) float32: each row ascending
-    out_ptr,  # (B, B) int32: the count for every query
-    out2_ptr,  # (B, B) int32: the count for the second threshold (only written when TWO_THRESHOLDS)
-    size,  # B
-    margin,  # float32
-    QUERY_IS_POSITIVE: tl.constexpr,  # True: count prefix of sorted negatives; False: suffix of sorted positives
-    TWO_THRESHOLDS: tl.constexpr,
-    STEPS: tl.constexpr,  # ceil(log2(B + 1))
+def _positive_side_kernel(
+    d_ptr,  # (B, B) float32 distances
+    labels_ptr,  # (B,) integer labels
+    sorted_neg_ptr,  # (B, B) float32: each anchor's negative distances ascending, +inf for the rest
+    ref_ptr,  # (B,) float32 per-anchor reference distance (see losses._BatchAll)
+    count_ptr,  # out (B, B) float32: active negatives per positive pair, 0 elsewhere
+    counted_ptr,  # out (programs,) int32: per-program number of triplets with loss > 1e-16
+    value_ptr,  # out (programs,) float32: per-program sum of count * ((d_ap - ref) + margin)
+    size,
+    margin,
+    threshold,
+    STEPS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     row = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = cols < size
     base = row.to(tl.int64) * size
-    q = tl.load(query_ptr + base + cols, mask=inside, other=0.0)
-    low = tl.zeros([BLOCK], dtype=tl.int32)  # invariant: positions < low pass (prefix) / fail (suffix)
-    high = tl.zeros([BLOCK], dtype=tl.int32) + size  # invariant: positions >= high fail / pass
+    x = tl.load(d_ptr + base + cols, mask=inside, other=0.0)
+    label = tl.load(labels_ptr + row)
+    is_pos = inside & (tl.load(labels_ptr + cols, mask=inside, other=0) == label) & (cols != row)
+    low = tl.zeros([BLOCK], dtype=tl.int32)  # invariant: sorted positions < low pass
+    high = tl.zeros([BLOCK], dtype=tl.int32) + size  # invariant: positions >= high fail
     low2 = tl.zeros([BLOCK], dtype=tl.int32)
     high2 = tl.zeros([BLOCK], dtype=tl.int32) + size
     for _ in tl.static_range(STEPS):
         middle = (low + high) // 2
-        value = tl.load(sorted_ptr + base + tl.minimum(middle, size - 1), mask=inside, other=0.0)
-        if QUERY_IS_POSITIVE:  # q = d(a, p), value = a sorted negative distance
-            loss = (q - value) + margin
-        else:  # q = d(a, n), value = a sorted positive distance
-            loss = (value - q) + margin
-        if QUERY_IS_POSITIVE:
-            move = (loss > 0.0) & (middle < high)  # passes: the prefix goes on
-        else:
-            move = (loss <= 0.0) & (middle < high)  # fails: the passing suffix starts later
+        value = tl.load(sorted_neg_ptr + base + tl.minimum(middle, size - 1), mask=inside, other=0.0)
+        move = (((x - value) + margin) > 0.0) & (middle < high)  # ST's expression, operation by operation
         low = tl.where(move, middle + 1, low)
         high = tl.where(move, high, middle)
-        if TWO_THRESHOLDS:
-            middle2 = (low2 + high2) // 2
-            value2 = tl.load(sorted_ptr + base + tl.minimum(middle2, size - 1), mask=inside, other=0.0)
-            loss2 = (q - value2) + margin
-            move2 = (loss2 > 1e-16) & (middle2 < high2)
-            low2 = tl.where(move2, middle2 + 1, low2)
-            high2 = tl.where(move2, high2, middle2)
-    tl.store(out_ptr + base + cols, low, mask=inside)
-    if TWO_THRESHOLDS:
-        tl.store(out2_ptr + base + cols, low2, mask=inside)
+        middle2 = (low2 + high2) // 2
+        value2 = tl.load(sorted_neg_ptr + base + tl.minimum(middle2, size - 1), mask=inside, other=0.0)
+        move2 = (((x - value2) + margin) > threshold) & (middle2 < high2)
+        low2 = tl.where(move2, middle2 + 1, low2)
+        high2 = tl.where(move2, high2, middle2)
+    count = tl.where(is_pos, low, 0).to(tl.float32)
+    tl.store(count_ptr + base + cols, count, mask=inside)
+    program = row * tl.num_programs(1) + tl.program_id(1)
+    ref = tl.load(ref_ptr + row)
+    tl.store(counted_ptr + program, tl.sum(tl.where(is_pos, low2, 0), axis=0))
+    tl.store(value_ptr + program, tl.sum(tl.where(is_pos, count * ((x - ref) + margin), 0.0), axis=0))
 
 
-def _launch(query: torch.Tensor, sorted_rows: torch.Tensor, margin: float, query_is_positive: bool, two: bool):
-    size = sorted_rows.shape[1]
-    out = torch.empty(query.shape, dtype=torch.int32, device=query.device)
-    out2 = torch.empty_like(out) if two else out
-    block = min(1024, triton.next_power_of_2(size))
-    grid = (query.shape[0], triton.cdiv(size, block))
-    _bisect_rows_kernel[grid](
-        query.contiguous(), sorted_rows.contiguous(), out, out2, size, margin,
-        QUERY_IS_POSITIVE=query_is_positive, TWO_THRESHOLDS=two, STEPS=math.ceil(math.log2(size + 1)), BLOCK=block,
+@triton.jit
+def _negative_side_kernel(
+    d_ptr,  # (B, B) float32 distances
+    labels_ptr,  # (B,) integer labels
+    sorted_pos_ptr,  # (B, B) float32: each anchor's positive distances ascending, -inf for the rest
+    ref_ptr,  # (B,) float32 per-anchor reference distance
+    count_ptr,  # out (B, B) float32: positives for which the negative is active, 0 elsewhere
+    value_ptr,  # out (programs,) float32: per-program sum of count * (d_an - ref)
+    size,
+    margin,
+    STEPS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    inside = cols < size
+    base = row.to(tl.int64) * size
+    y = tl.load(d_ptr + base + cols, mask=inside, other=0.0)
+    label = tl.load(labels_ptr + row)
+    is_neg = inside & (tl.load(labels_ptr + cols, mask=inside, other=0) != label)
+    low = tl.zeros([BLOCK], dtype=tl.int32)  # invariant: sorted positions < low fail (the passing set is a suffix)
+    high = tl.zeros([BLOCK], dtype=tl.int32) + size
+    for _ in tl.static_range(STEPS):
+        middle = (low + high) // 2
+        value = tl.load(sorted_pos_ptr + base + tl.minimum(middle, size - 1), mask=inside, other=0.0)
+        move = (((value - y) + margin) <= 0.0) & (middle < high)
+        low = tl.where(move, middle + 1, low)
+        high = tl.where(move, high, middle)
+    count = tl.where(is_neg, size - low, 0).to(tl.float32)
+    tl.store(count_ptr + base + cols, count, mask=inside)
+    program = row * tl.num_programs(1) + tl.program_id(1)
+    ref = tl.load(ref_ptr + row)
+    tl.store(value_ptr + program, tl.sum(tl.where(is_neg, count * (y - ref), 0.0), axis=0))
+
+
+def batch_all_terms(d: torch.Tensor, labels: torch.Tensor, margin: float):
+    """Everything BatchAll needs from a (B, B) float32 distance matrix, with O(B^2) float32 memory.
+
+    Returns:
+        ``(per_positive, per_negative, counted, total, sorted_neg_min)``: (B, B) float32 counts (0 off their pairs),
+        the 0-dim int64 number of triplets with loss > 1e-16, the 0-dim float32 value numerator
+        ``sum c (d_ap - r + m) - sum c' (d_an - r)`` with r the per-anchor reference, and that reference (B,).
+    """
+    size = d.shape[0]
+    d = d.contiguous()
+    labels = labels.contiguous()
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    sorted_neg = torch.where(same, math.inf, d).sort(dim=1).values
+    ref = sorted_neg[:, 0]
+    ref = torch.where(torch.isfinite(ref), ref, 0.0).contiguous()
+    block = min(_BLOCK, triton.next_power_of_2(size))
+    grid = (size, triton.cdiv(size, block))
+    steps = math.ceil(math.log2(size + 1))
+    per_positive = torch.empty_like(d)
+    counted = torch.empty(grid[0] * grid[1], dtype=torch.int32, device=d.device)
+    value_pos = torch.empty(grid[0] * grid[1], dtype=torch.float32, device=d.device)
+    _positive_side_kernel[grid](
+        d, labels, sorted_neg, ref, per_positive, counted, value_pos, size, margin, COUNT_THRESHOLD,
+        STEPS=steps, BLOCK=block,
     )
-    return out, out2
-
-
-def count_prefix(d_ap: torch.Tensor, sorted_neg: torch.Tensor, margin: float):
-    """(B, B) int32 counts of sorted negatives with loss > 0 and with loss > 1e-16, for every query d_ap."""
-    return _launch(d_ap, sorted_neg, margin, True, True)
-
-
-def count_suffix(d_an: torch.Tensor, sorted_pos: torch.Tensor, margin: float) -> torch.Tensor:
-    """(B, B) int32 number of sorted positive distances x with ``(x - d_an) + margin > 0``, for every query d_an."""
-    first_pass, _ = _launch(d_an, sorted_pos, margin, False, False)
-    return sorted_pos.shape[1] - first_pass
+    del sorted_neg
+    sorted_pos = torch.where(same, d, -math.inf).fill_diagonal_(-math.inf).sort(dim=1).values
+    del same
+    per_negative = torch.empty_like(d)
+    value_neg = torch.empty_like(value_pos)
+    _negative_side_kernel[grid](
+        d, labels, sorted_pos, ref, per_negative, value_neg, size, margin, STEPS=steps, BLOCK=block,
+    )
+    total = value_pos.sum() - value_neg.sum()
+    return per_positive, per_negative, counted.sum(dtype=torch.int64), total, ref
