@@ -76,10 +76,11 @@ def test_equals_reference_loops(strategy, batch):
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @settings(max_examples=examples(40), **FAST)
-@given(batch=batches(max_batch=10, max_dim=4))
+@given(batch=batches(max_batch=10, max_dim=4, dtypes=[torch.float64]))
 def test_tie_rule_equals_reference_on_same_distances(strategy, batch):
     """Fed the same distance matrix, loops and vectorized code agree everywhere, ties and zero losses included:
-    the gradient there is the subgradient the reference's tie rule defines."""
+    the gradient there is the subgradient the reference's tie rule defines. (float64: the loops differentiate
+    through the Gram trick, whose float32 rounding at duplicate points would swamp the comparison.)"""
     embeddings, labels, margin, distance, note = batch
     v_ref, g_ref = value_and_grad(lambda e: REFERENCE_SAME_DISTANCES[strategy](e, labels, margin, distance), embeddings)
     v, g = value_and_grad(lambda e: OURS[strategy](e, labels, margin, distance), embeddings)

@@ -185,7 +185,10 @@ class Recorder(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_no_cubic_tensor_and_no_host_sync(strategy):
+def test_no_cubic_tensor_and_no_host_sync(strategy, monkeypatch):
+    """The formulation used on GPUs. (On the CPU, BatchAll compacts the positive pairs with ``nonzero`` by default:
+    there is no device to synchronise with; TRIPLET_DENSE=1 selects the GPU formulation to check it here.)"""
+    monkeypatch.setenv("TRIPLET_DENSE", "1")
     batch_size = 48
     g = torch.Generator().manual_seed(5)
     e = torch.randn(batch_size, 16, generator=g).to(DEVICE).requires_grad_(True)
@@ -209,3 +212,28 @@ def test_the_recorder_can_fail():
     assert any("nonzero" in op or "boolean" in op for op in rec.ops)
     assert any("_local_scalar_dense" in op for op in rec.ops)
     assert rec.largest == 512
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_cpu_formulation_stays_within_b_squared(strategy):
+    batch_size = 48
+    g = torch.Generator().manual_seed(6)
+    e = torch.randn(batch_size, 16, generator=g).requires_grad_(True)
+    for y in (torch.arange(batch_size) % 4, torch.arange(batch_size) // 4):  # few large groups, and P x K
+        with Recorder() as rec:
+            OURS[strategy](e, y, 0.5, "euclidean").backward()
+            losses.triplet_stats(e.detach(), y, 0.5)
+        assert rec.largest <= 2 * batch_size * batch_size
+
+
+def test_dense_and_compact_formulations_agree(monkeypatch):
+    g = torch.Generator().manual_seed(8)
+    for labels in (torch.arange(40) % 3, torch.arange(40) // 4, torch.randint(0, 6, (40,), generator=g)):
+        e = torch.randn(40, 6, generator=g, dtype=torch.float64)
+        values = {}
+        for dense in ("0", "1"):
+            monkeypatch.setenv("TRIPLET_DENSE", dense)
+            values[dense] = (losses.batch_all_triplet_loss(e, labels, 0.7),
+                             losses.triplet_stats(e, labels, 0.7)["active_triplets"])
+        assert torch.allclose(values["0"][0], values["1"][0], rtol=1e-10)
+        assert int(values["0"][1]) == int(values["1"][1])

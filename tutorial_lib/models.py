@@ -12,6 +12,7 @@ Public API::
     tiny_model(seed=0, dim=32, ...)                        -> SentenceTransformer
     is_normalized(model)                                   -> bool
     model_info(model)                                      -> dict (name, device, dim, normalized, ...)
+    describe(model)                                        -> the one-line summary load_model prints
     default_model_dir()                                    -> Path
 
 Never runs remote code (``trust_remote_code=False`` is passed explicitly). sentence-transformers is imported inside
@@ -58,6 +59,7 @@ __all__ = [
     "DEFAULT_MODEL_SHA256",
     "ModelIntegrityError",
     "default_model_dir",
+    "describe",
     "is_normalized",
     "load_model",
     "model_info",
