@@ -7,6 +7,8 @@ rounding) and compare with brute force.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -85,3 +87,17 @@ def test_loss_from_counts_keeps_precision_at_large_distances(dtype):
     v64 = losses.batch_all_triplet_loss(e.double(), y, 0.01, "euclidean")
     assert torch.allclose(v.double(), v_st.double(), rtol=1e-4, atol=1e-5)
     assert torch.allclose(v.double(), v64, rtol=1e-3) or dtype == torch.float32
+
+
+def test_sorted_masked_rows_in_chunks_equal_one_sort():
+    from tutorial_lib.mining import batch_masks, sorted_masked_rows
+
+    g = torch.Generator().manual_seed(4)
+    d = torch.rand(37, 37, generator=g).to(DEVICE)
+    labels = torch.randint(0, 4, (37,), generator=g).to(DEVICE)
+    masks = batch_masks(labels)
+    neg = d.masked_fill(~masks.neg, math.inf).sort(dim=1).values
+    pos = d.masked_fill(~masks.pos, -math.inf).sort(dim=1).values
+    for max_elements in (100, 37 * 5, 1 << 24):  # many chunks, a few, one
+        assert torch.equal(sorted_masked_rows(d, labels, positives=False, max_elements=max_elements), neg)
+        assert torch.equal(sorted_masked_rows(d, labels, positives=True, max_elements=max_elements), pos)

@@ -15,7 +15,7 @@ LABELS = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]
 
 
 def _features(model, sentences):
-    return [model.tokenize(sentences)]
+    return [model.preprocess(sentences)]
 
 
 @pytest.mark.parametrize("strategy", list(st_losses.LOSSES))

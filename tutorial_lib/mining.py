@@ -164,6 +164,26 @@ def use_compact(d: Tensor) -> bool:
     return d.device.type == "cpu" and os.environ.get("TRIPLET_DENSE", "0") != "1"
 
 
+def sorted_masked_rows(d: Tensor, labels: Tensor, positives: bool, max_elements: int = 1 << 24) -> Tensor:
+    """(B, B): each anchor's negative distances ascending (others +inf), or its positive ones (others and itself
+    -inf), sorted in a number of row chunks that depends only on B, so that the sort's temporary int64 indices stay
+    below ``max_elements`` entries (a full (B, B) int64 tensor is 512 MB at B = 8192)."""
+    size = d.shape[0]
+    out = torch.empty_like(d)
+    rows_per_chunk = max(1, max_elements // size)
+    for start in range(0, size, rows_per_chunk):
+        stop = min(start + rows_per_chunk, size)
+        same = labels[start:stop].unsqueeze(1) == labels.unsqueeze(0)
+        if positives:
+            rows = torch.where(same, d[start:stop], -math.inf)
+            local = torch.arange(stop - start, device=d.device)
+            rows[local, local + start] = -math.inf  # an anchor is not its own positive
+        else:
+            rows = torch.where(same, math.inf, d[start:stop])
+        out[start:stop] = rows.sort(dim=1).values
+    return out
+
+
 def batch_all_counts(
     d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: float, labels: Tensor | None = None
 ) -> AllCounts:

@@ -12,6 +12,8 @@ Differences from the sentence-transformers classes:
 * ``distance`` is a name (``"euclidean"``, ``"squared_euclidean"``, ``"cosine"``) instead of a function;
 * the default margin is 0.5, not 5: sentence-transformers' default of 5 can never be met by a model that
   normalizes its embeddings (like all-MiniLM-L6-v2), whose euclidean distances are at most 2 (notebook 01);
+* ``gather_across_devices=True`` mines over the batches of all processes in multi-GPU training
+  (:mod:`tutorial_lib.distributed`);
 * after every forward pass ``last_stats`` holds :func:`tutorial_lib.losses.triplet_stats` of the batch as
   detached 0-dim tensors, which :mod:`tutorial_lib.training` logs (``track_stats=False`` skips that work);
 * the semantics of :mod:`tutorial_lib.losses` (single-label batches give 0, inputs are checked, ties go to the
@@ -26,6 +28,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .distances import check_distance
+from .distributed import gather_across_processes, world_size
 from .losses import check_margin, loss_and_stats
 
 _HERMANS = """
@@ -55,12 +58,20 @@ class _BatchTripletLoss(nn.Module):
     has_margin: bool = True
     citation: str = _HERMANS
 
-    def __init__(self, model: nn.Module, distance: str = "euclidean", margin: float = 0.5, track_stats: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        distance: str = "euclidean",
+        margin: float = 0.5,
+        track_stats: bool = True,
+        gather_across_devices: bool = False,
+    ):
         super().__init__()
         self.model = model  # the trainer swaps in the wrapped (DDP/compiled) model under this attribute name
         self.distance = check_distance(distance)
         self.margin = check_margin(margin) if self.has_margin else None
         self.track_stats = track_stats
+        self.gather_across_devices = gather_across_devices
         self.last_stats: dict[str, Tensor] | None = None
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
@@ -82,11 +93,15 @@ class _BatchTripletLoss(nn.Module):
         """The loss from already computed embeddings ((B, D) tensor in a one-element list), as in ST's losses."""
         if labels is None:
             raise ValueError(f"{type(self).__name__} needs a 'label' column in the training data")
+        embeddings, scale = embeddings[0], 1
+        if self.gather_across_devices:  # mine over every process's batch (see tutorial_lib.distributed)
+            scale = world_size()
+            embeddings, labels = gather_across_processes(embeddings, labels)
         loss, stats = loss_and_stats(
-            self.strategy, embeddings[0], labels, self.margin, self.distance, with_stats=self.track_stats
+            self.strategy, embeddings, labels, self.margin, self.distance, with_stats=self.track_stats
         )
         self.last_stats = stats
-        return loss
+        return loss * scale if scale != 1 else loss
 
     def get_config_dict(self) -> dict[str, Any]:
         config: dict[str, Any] = {"distance": self.distance}
@@ -123,8 +138,11 @@ class BatchHardSoftMarginTripletLoss(_BatchTripletLoss):
     strategy = "batch_hard_soft_margin"
     has_margin = False
 
-    def __init__(self, model: nn.Module, distance: str = "euclidean", track_stats: bool = True):
-        super().__init__(model, distance=distance, margin=0.0, track_stats=track_stats)
+    def __init__(
+        self, model: nn.Module, distance: str = "euclidean", track_stats: bool = True, gather_across_devices: bool = False
+    ):
+        super().__init__(model, distance=distance, margin=0.0, track_stats=track_stats,
+                         gather_across_devices=gather_across_devices)
 
 
 LOSSES = {

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .mining import COUNT_THRESHOLD
+from .mining import COUNT_THRESHOLD, sorted_masked_rows
 
 _BLOCK = 512
 
@@ -108,15 +108,14 @@ def batch_all_terms(d: torch.Tensor, labels: torch.Tensor, margin: float):
     """Everything BatchAll needs from a (B, B) float32 distance matrix, with O(B^2) float32 memory.
 
     Returns:
-        ``(per_positive, per_negative, counted, total, sorted_neg_min)``: (B, B) float32 counts (0 off their pairs),
+        ``(per_positive, per_negative, counted, total, reference)``: (B, B) float32 counts (0 off their pairs),
         the 0-dim int64 number of triplets with loss > 1e-16, the 0-dim float32 value numerator
         ``sum c (d_ap - r + m) - sum c' (d_an - r)`` with r the per-anchor reference, and that reference (B,).
     """
     size = d.shape[0]
     d = d.contiguous()
     labels = labels.contiguous()
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    sorted_neg = torch.where(same, math.inf, d).sort(dim=1).values
+    sorted_neg = sorted_masked_rows(d, labels, positives=False)
     ref = sorted_neg[:, 0]
     ref = torch.where(torch.isfinite(ref), ref, 0.0).contiguous()
     block = min(_BLOCK, triton.next_power_of_2(size))
@@ -130,8 +129,7 @@ def batch_all_terms(d: torch.Tensor, labels: torch.Tensor, margin: float):
         STEPS=steps, BLOCK=block,
     )
     del sorted_neg
-    sorted_pos = torch.where(same, d, -math.inf).fill_diagonal_(-math.inf).sort(dim=1).values
-    del same
+    sorted_pos = sorted_masked_rows(d, labels, positives=True)
     per_negative = torch.empty_like(d)
     value_neg = torch.empty_like(value_pos)
     _negative_side_kernel[grid](
