@@ -25,20 +25,20 @@ nvidia-smi -L | tee "$OUT/device.txt"
 python3 -c "import torch, sentence_transformers, triton; print('torch', torch.__version__, 'st', sentence_transformers.__version__, 'triton', triton.__version__)" | tee -a "$OUT/device.txt"
 
 echo "== 1. tests on CUDA"
-TEST_DEVICE=cuda TEST_EXAMPLES_SCALE=${TEST_EXAMPLES_SCALE:-0.5} timeout 200 python3 -m pytest -q -p no:cacheprovider \
+TEST_DEVICE=cuda TEST_EXAMPLES_SCALE=${TEST_EXAMPLES_SCALE:-0.5} timeout 150 python3 -m pytest -q -p no:cacheprovider \
     tests/test_losses_exact.py tests/test_mining_stats.py tests/test_batch_all_counting.py \
     tests/test_distances_masks.py tests/test_triton_kernels.py tests/test_cuda_only.py > "$OUT/tests_cuda.txt" 2>&1
 echo "tests exit $?"; tail -4 "$OUT/tests_cuda.txt"
 
 echo "== 2. loss benchmark"
-timeout 200 python3 -m tutorial_lib.bench --device cuda --json "$OUT/bench_cuda.json" > "$OUT/bench_cuda.txt" 2>&1
+timeout 150 python3 -m tutorial_lib.bench --device cuda --json "$OUT/bench_cuda.json" > "$OUT/bench_cuda.txt" 2>&1
 echo "bench exit $?"
-TRIPLET_CUDA_GRAPHS=0 timeout 60 python3 -m tutorial_lib.bench --device cuda --sizes 64 256 1024 --impls ours \
+TRIPLET_CUDA_GRAPHS=0 timeout 50 python3 -m tutorial_lib.bench --device cuda --sizes 64 256 1024 --impls ours \
     --json "$OUT/bench_cuda_eager.json" > "$OUT/bench_cuda_eager.txt" 2>&1
 echo "eager bench exit $?"
 
 echo "== 3. gradient caching (all-MiniLM-L6-v2, 32 tokens, mini-batch 64)"
-timeout 120 python3 benchmarks/gradcache_bench.py --device cuda --model .devcarry/minilm16 \
+timeout 90 python3 benchmarks/gradcache_bench.py --device cuda --model .devcarry/minilm16 \
     --sizes 64 256 1024 4096 --mini-batch 64 --repeats 3 --json "$OUT/gradcache_cuda.json" > "$OUT/gradcache_cuda.txt" 2>&1
 echo "gradcache exit $?"
 
