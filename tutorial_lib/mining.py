@@ -175,9 +175,10 @@ def sorted_masked_rows(d: Tensor, labels: Tensor, positives: bool, max_elements:
         stop = min(start + rows_per_chunk, size)
         same = labels[start:stop].unsqueeze(1) == labels.unsqueeze(0)
         if positives:
-            rows = torch.where(same, d[start:stop], -math.inf)
-            local = torch.arange(stop - start, device=d.device)
-            rows[local, local + start] = -math.inf  # an anchor is not its own positive
+            # an anchor is not its own positive (a mask built on the device: no host-to-device copy)
+            itself = torch.arange(size, device=d.device).unsqueeze(0) == torch.arange(
+                start, stop, device=d.device).unsqueeze(1)
+            rows = torch.where(same & ~itself, d[start:stop], -math.inf)
         else:
             rows = torch.where(same, math.inf, d[start:stop])
         out[start:stop] = rows.sort(dim=1).values
