@@ -304,7 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--from-json", default=None, help="print the table of a saved run instead of measuring")
     args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        print(format_table([Result(**r) for r in saved["results"]], saved["environment"]))
+        return 0
     if args.repeats < 20:
         parser.error("--repeats must be at least 20 (the median of fewer runs is too noisy to report)")
     if args.threads:
