@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 from tutorial_lib import st_losses
 from tutorial_lib.models import tiny_model
-from tutorial_lib.scaling import CachedBatchTripletLoss, _slice
+from tutorial_lib.scaling import CachedBatchTripletLoss, SavedActivations, _slice, demo_model, flat_gradient, two_process_gradients as run_demo
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -23,10 +23,6 @@ def sentences_and_labels(n: int, n_labels: int = 4):
     sentences = [f"the {WORDS[i % len(WORDS)]} and the {WORDS[(7 * i + 3) % len(WORDS)]} number {i}" for i in range(n)]
     labels = torch.arange(n) % n_labels
     return sentences, labels
-
-
-def param_grads(model) -> torch.Tensor:
-    return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in model.parameters()])
 
 
 @pytest.mark.parametrize("strategy", list(st_losses.LOSSES))
@@ -43,14 +39,14 @@ def test_cached_gradients_equal_uncached_with_dropout_on(strategy):
     reference = st_losses.make_loss(strategy, model, margin=0.5).compute_loss_from_embeddings([torch.cat(parts)], labels)
     model.zero_grad()
     reference.backward()
-    expected = param_grads(model)
+    expected = flat_gradient(model)
 
     torch.manual_seed(123)
     cached = CachedBatchTripletLoss(model, strategy, margin=0.5, mini_batch_size=mini)
     model.zero_grad()
     value = cached([features], labels)
     value.backward()
-    got = param_grads(model)
+    got = flat_gradient(model)
     assert torch.allclose(value, reference.detach(), rtol=1e-5)
     assert (got - expected).norm() <= 1e-4 * expected.norm(), (got - expected).norm() / expected.norm()
     assert expected.abs().sum() > 0  # a real gradient was compared
@@ -69,36 +65,8 @@ def test_without_replay_gradients_differ():
         torch.manual_seed(seed)
         model.zero_grad()
         loss([features], labels).backward()
-        grads.append(param_grads(model))
+        grads.append(flat_gradient(model))
     assert not torch.allclose(grads[0], grads[1], rtol=1e-4)
-
-
-class SavedActivations:
-    """Peak bytes of tensors saved for backward that are alive at the same time (autograd saved-tensor hooks)."""
-
-    def __init__(self):
-        self.live = 0
-        self.peak = 0
-
-    def __enter__(self):
-        tracker = self
-
-        class Box:
-            def __init__(self, tensor):
-                self.tensor = tensor
-                self.size = tensor.numel() * tensor.element_size()
-                tracker.live += self.size
-                tracker.peak = max(tracker.peak, tracker.live)
-
-            def __del__(self):
-                tracker.live -= self.size
-
-        self.hooks = torch.autograd.graph.saved_tensors_hooks(lambda t: Box(t), lambda box: box.tensor)
-        self.hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.hooks.__exit__(*exc)
 
 
 def _peak_saved(batch: int, cached: bool) -> int:
@@ -107,7 +75,7 @@ def _peak_saved(batch: int, cached: bool) -> int:
     features = model.preprocess(sentences)
     loss = (CachedBatchTripletLoss(model, "batch_hard", mini_batch_size=16) if cached
             else st_losses.make_loss("batch_hard", model))
-    with SavedActivations() as tracker:
+    with SavedActivations(model) as tracker:
         loss([features], labels).backward()
     return tracker.peak
 
@@ -153,9 +121,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         sentences, labels = sentences_and_labels(16)
         half = slice(rank * 8, rank * 8 + 8)
         for strategy, cached in CONFIGS:
-            model = tiny_model(seed=3)
-            model.eval()  # no dropout: each process must compute exactly what the single process does
-            model[0].model.pooler = None  # unused by sentence embeddings; DDP expects every parameter to get a gradient
+            model = demo_model()  # same weights in every process, no dropout, no unused pooler
             ddp = torch.nn.parallel.DistributedDataParallel(model)
             features = model.preprocess(sentences[half])
             if cached:
@@ -163,7 +129,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             else:
                 loss = st_losses.make_loss(strategy, ddp, margin=0.5, gather_across_devices=True)
             loss([features], labels[half]).backward()  # DDP averages the parameter gradients over the 2 processes
-            torch.save(param_grads(model), os.path.join(out_dir, f"{strategy}-{cached}-{rank}.pt"))
+            torch.save(flat_gradient(model), os.path.join(out_dir, f"{strategy}-{cached}-{rank}.pt"))
     finally:
         torch.distributed.destroy_process_group()
 
@@ -179,11 +145,9 @@ def two_process_gradients():
 @pytest.mark.parametrize("strategy, cached", CONFIGS)
 def test_two_processes_equal_one_process_on_the_concatenated_batch(strategy, cached, two_process_gradients):
     sentences, labels = sentences_and_labels(16)
-    model = tiny_model(seed=3)
-    model.eval()
-    model[0].model.pooler = None
+    model = demo_model()
     st_losses.make_loss(strategy, model, margin=0.5)([model.preprocess(sentences)], labels).backward()
-    expected = param_grads(model)
+    expected = flat_gradient(model)
     grads = two_process_gradients[(strategy, cached)]
     assert torch.allclose(grads[0], grads[1])  # DDP synchronised them
     # float32 sums in another order: compare as the core tests do, ||g - g_ref|| <= 1e-4 ||g_ref||
@@ -194,10 +158,21 @@ def test_two_processes_equal_one_process_on_the_concatenated_batch(strategy, cac
 def test_without_the_world_size_factor_the_gradients_would_be_halved(two_process_gradients):
     """Control for the claim in tutorial_lib.distributed: the factor is needed (this test can fail)."""
     sentences, labels = sentences_and_labels(16)
-    model = tiny_model(seed=3)
-    model.eval()
-    model[0].model.pooler = None
+    model = demo_model()
     st_losses.make_loss("batch_all", model, margin=0.5)([model.preprocess(sentences)], labels).backward()
-    expected = param_grads(model)
+    expected = flat_gradient(model)
     grads = two_process_gradients[("batch_all", False)][0]
     assert not torch.allclose(grads / 2, expected, rtol=1e-3)
+
+
+def test_the_notebook_demo_reproduces_single_process_gradients():
+    """tutorial_lib.scaling.two_process_gradients (notebook 08's live demo) gives what the claims say."""
+    sentences, labels = sentences_and_labels(16)
+    per_process = run_demo(sentences, labels, strategy="batch_hard", margin=0.5)
+    model = demo_model()
+    st_losses.make_loss("batch_hard", model, margin=0.5)([model.preprocess(sentences)], labels).backward()
+    full = flat_gradient(model)
+    shares = per_process[0]["share"] + per_process[1]["share"]
+    assert (shares - full).norm() <= 1e-4 * full.norm()
+    assert all((p["ddp_gather"] - full).norm() <= 1e-4 * full.norm() for p in per_process)
+    assert all((p["ddp_local"] - full).norm() > 0.05 * full.norm() for p in per_process)

@@ -96,31 +96,40 @@ def free_bytes(device: torch.device) -> int:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not found in /proc/self/status")
+def _status_kib(field: str) -> int | None:
+    """A memory field of /proc/self/status in KiB, or None where there is no /proc (macOS, Windows)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 def _release_cpu_memory() -> None:
     try:  # give freed heap pages back to the OS so that the resident set starts low
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
+    except (OSError, AttributeError):
         pass
 
 
-def _reset_cpu_peak() -> int:
-    """Reset VmHWM to the current resident set; return that baseline in bytes."""
+def _reset_cpu_peak() -> int | None:
+    """Reset VmHWM to the current resident set; return that baseline in bytes (None without Linux's /proc)."""
     _release_cpu_memory()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_kib("VmRSS") * 1024
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    rss = _status_kib("VmRSS")
+    return None if rss is None else rss * 1024
 
 
-def _cpu_peak() -> int:
-    return _status_kib("VmHWM") * 1024
+def _cpu_peak() -> int | None:
+    peak = _status_kib("VmHWM")
+    return None if peak is None else peak * 1024
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -174,8 +183,8 @@ def make_step(impl: str, strategy: str):
     return step
 
 
-def measure(step, embeddings, labels, device, warmup: int, repeats: int) -> tuple[float, float]:
-    """(median milliseconds, peak extra MiB) of ``step``."""
+def measure(step, embeddings, labels, device, warmup: int, repeats: int) -> tuple[float, float | None]:
+    """(median milliseconds, peak extra MiB) of ``step``; the memory is None on a CPU without Linux's /proc."""
     e = embeddings.detach().clone().requires_grad_(True)
     for _ in range(warmup):
         step(e, labels)
@@ -206,9 +215,10 @@ def measure(step, embeddings, labels, device, warmup: int, repeats: int) -> tupl
             e.grad = None
         base = _reset_cpu_peak()
         step(e, labels)
-        peak = _cpu_peak() - base
+        after = _cpu_peak()
+        peak = None if base is None or after is None else after - base  # no /proc: time only
     e.grad = None
-    return statistics.median(times), max(peak, 0) / 2**20
+    return statistics.median(times), None if peak is None else max(peak, 0) / 2**20
 
 
 def run(device, sizes, layouts, strategies, dim, warmup, repeats, impls=("ours", "st", "floor"), log=print):
@@ -239,9 +249,30 @@ def run(device, sizes, layouts, strategies, dim, warmup, repeats, impls=("ours",
     return results
 
 
+def _mib(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
 def _line(r: Result) -> str:
-    what = r.skipped or f"{r.ms:.2f} ms, {r.peak_mib:.0f} MiB"
+    what = r.skipped or f"{r.ms:.2f} ms, {_mib(r.peak_mib)} MiB"
     return f"  {r.layout:>3} B={r.batch_size:<5} {r.impl:<5} {r.strategy:<22} {what}"
+
+
+def load_committed(name: str) -> dict:
+    """A committed benchmark result (``benchmarks/results/NAME.json``), e.g. ``load_committed("losses_h200")``.
+
+    Found in the installed package (wheels, e.g. Colab, carry a copy) or in the repository checkout.
+    """
+    import importlib.resources
+    from pathlib import Path
+
+    filename = name if name.endswith(".json") else f"{name}.json"
+    packaged = importlib.resources.files("tutorial_lib") / "_benchmark_results" / filename
+    candidates = [packaged, Path(__file__).resolve().parents[1] / "benchmarks" / "results" / filename]
+    for candidate in candidates:
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    raise FileNotFoundError(f"no committed benchmark result named {filename!r} (looked in {', '.join(map(str, candidates))})")
 
 
 def environment(device: torch.device) -> dict:
@@ -288,7 +319,7 @@ def _cell(r: Result | None) -> str:
         return "—"
     if r.skipped:
         return r.skipped
-    return f"{r.ms:.2f} / {r.peak_mib:.0f}"
+    return f"{r.ms:.2f} / {_mib(r.peak_mib)}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from .distances import check_distance
 from .distributed import gather_across_processes, world_size
 from .losses import check_margin, loss_and_stats
-from .st_losses import LOSSES
+from .st_losses import LOSSES, make_loss
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -193,3 +193,126 @@ class CachedBatchTripletLoss(nn.Module):
     year={2021}
 }
 """
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Measuring what the encoder keeps for backward
+# ------------------------------------------------------------------------------------------------------------------
+
+
+class SavedActivations:
+    """Context manager: peak bytes of the tensors autograd keeps for the backward pass at the same time.
+
+    ``torch.autograd.graph.saved_tensors_hooks`` hands every tensor saved for backward to ``pack``; we count its
+    bytes and wrap it in a box whose ``__del__`` runs when autograd lets go of it, so ``live`` follows what is held
+    and ``peak`` records the maximum. The model's parameters are saved too (a linear layer keeps its weight) but exist
+    anyway, so they are left out. Use it around forward *and* backward::
+
+        with SavedActivations(model) as saved:
+            loss([features], labels).backward()
+        saved.peak  # bytes
+
+    Attributes:
+        live: bytes held right now. peak: the most held at once.
+    """
+
+    def __init__(self, model: nn.Module | None = None):
+        self._parameters = {p.untyped_storage().data_ptr() for p in model.parameters()} if model is not None else set()
+        self.live = 0
+        self.peak = 0
+
+    def __enter__(self) -> SavedActivations:
+        tracker = self
+
+        class Box:  # autograd keeps this instead of the tensor; __del__ runs when autograd frees it
+            def __init__(self, tensor: Tensor):
+                self.tensor = tensor
+                is_parameter = tensor.untyped_storage().data_ptr() in tracker._parameters
+                self.size = 0 if is_parameter else tensor.numel() * tensor.element_size()
+                tracker.live += self.size
+                tracker.peak = max(tracker.peak, tracker.live)
+
+            def __del__(self):
+                tracker.live -= self.size
+
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(Box, lambda box: box.tensor)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# A live demonstration of mining across processes (notebook 08), on the CPU
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def demo_model(seed: int = 3) -> nn.Module:
+    """The tiny model every demo process (and the single-process reference) starts from: same weights, no dropout,
+    and no unused pooler (DDP expects every parameter to receive a gradient)."""
+    from .models import tiny_model
+
+    model = tiny_model(seed=seed)
+    model.eval()
+    model[0].model.pooler = None
+    return model
+
+
+def flat_gradient(model: nn.Module) -> Tensor:
+    """All parameter gradients of ``model`` as one flat vector (zeros where a parameter got none)."""
+    return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in model.parameters()])
+
+
+def _demo_worker(rank: int, world: int, init_file: str, out_dir: str, sentences, labels, strategy: str,
+                 margin: float) -> None:
+    import os
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        per_process = len(sentences) // world
+        mine = slice(rank * per_process, (rank + 1) * per_process)
+        local_sentences, local_labels = sentences[mine], labels[mine]
+        out = {}
+        model = demo_model()  # this process's share: gather, plain loss, no DDP
+        embeddings = model(model.preprocess(local_sentences))["sentence_embedding"]
+        all_embeddings, all_labels = gather_across_processes(embeddings, local_labels)
+        loss = make_loss(strategy, model, margin=margin).compute_loss_from_embeddings([all_embeddings], all_labels)
+        loss.backward()
+        out["share"], out["gathered_labels"], out["loss"] = flat_gradient(model), all_labels, loss.detach()
+        for name, gather in (("ddp_gather", True), ("ddp_local", False)):  # DDP averages the gradients
+            model = demo_model()
+            ddp = nn.parallel.DistributedDataParallel(model)
+            loss_fn = make_loss(strategy, ddp, margin=margin, gather_across_devices=gather)
+            value = loss_fn([model.preprocess(local_sentences)], local_labels)
+            value.backward()
+            out[name], out[f"{name}_loss"] = flat_gradient(model), value.detach()
+        torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def two_process_gradients(sentences, labels, strategy: str = "batch_hard", margin: float = 0.5, world: int = 2):
+    """Start ``world`` CPU processes (gloo), each embedding ``len(sentences) // world`` consecutive sentences with
+    :func:`demo_model`, and return what each computed.
+
+    ``torch.multiprocessing`` starts every process as a fresh Python that imports its function by name, which is
+    why this lives in the library rather than in a notebook cell.
+
+    Returns:
+        One dict per rank: ``share`` (gather, plain loss, no DDP), ``ddp_gather`` (DDP with
+        ``gather_across_devices=True``: gather and the loss times W) and ``ddp_local`` (DDP, each process mines only
+        its own slice) as flat parameter gradients; ``loss``, ``ddp_gather_loss``, ``ddp_local_loss`` (0-dim) and
+        ``gathered_labels``.
+    """
+    import os
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    labels = torch.as_tensor(labels)
+    with tempfile.TemporaryDirectory(prefix="two-process-") as out_dir:
+        mp.spawn(_demo_worker, args=(world, os.path.join(out_dir, "init"), out_dir, list(sentences), labels,
+                                     strategy, margin), nprocs=world, join=True)
+        return [torch.load(os.path.join(out_dir, f"rank{rank}.pt")) for rank in range(world)]

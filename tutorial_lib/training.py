@@ -28,14 +28,18 @@ Imports sentence-transformers and transformers inside the functions (importing t
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .distributed import world_size
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -181,13 +185,18 @@ class _NonFinite(Exception):
 
 
 def _pinned_loss(loss: nn.Module) -> float | None:
-    """The loss value of a fully collapsed batch (all distances 0): the margin, or ln 2 for the soft margin."""
+    """The loss value of a fully collapsed batch (all distances 0): the margin, or ln 2 for the soft margin.
+
+    With ``gather_across_devices`` the losses return the global loss times the number of processes (so that DDP's
+    averaging gives the single-process gradient, see :mod:`tutorial_lib.distributed`): the pinned value scales too.
+    """
+    scale = world_size() if getattr(loss, "gather_across_devices", False) else 1
     if getattr(loss, "strategy", None) == "batch_hard_soft_margin" or "SoftMargin" in type(loss).__name__:
-        return math.log(2.0)
+        return math.log(2.0) * scale
     for attribute in ("margin", "triplet_margin"):  # tutorial_lib's name, then sentence-transformers' name
         value = getattr(loss, attribute, None)
         if isinstance(value, (int, float)) and value > 0:  # with margin 0 a collapse is indistinguishable from 0 loss
-            return float(value)
+            return float(value) * scale
     return None
 
 
@@ -300,6 +309,23 @@ def _prepare_dataset(dataset: Any, text_column: str, label_column: str) -> Any:
     return dataset.rename_columns(renames) if renames else dataset
 
 
+@contextlib.contextmanager
+def _quiet_model_card(quiet: bool) -> Iterator[None]:
+    """Without a progress bar, also silence the one sentence-transformers' model card shows while it picks widget
+    examples from the data ("Computing widget examples"): in a notebook it would be the only output of the cell."""
+    import sentence_transformers.base.model_card as card
+
+    original = getattr(card, "tqdm", None)
+    if not quiet or original is None:
+        yield
+        return
+    card.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        card.tqdm = original
+
+
 def train(
     model: Any,
     train_dataset: Any,
@@ -393,14 +419,15 @@ def train(
             eval_steps=eval_steps or max(1, total_steps // 5),
             disable_tqdm=not progress,
         )
-        trainer = SentenceTransformerTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            loss=loss,
-            callbacks=[recorder.callback(), *(callbacks or [])],
-        )
+        with _quiet_model_card(not progress):
+            trainer = SentenceTransformerTrainer(
+                model=model,
+                args=args,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                loss=loss,
+                callbacks=[recorder.callback(), *(callbacks or [])],
+            )
         trainer.remove_callback(PrinterCallback)  # without a progress bar, do not print log dicts either
         handle = loss.register_forward_hook(recorder.hook)
         start = time.perf_counter()
