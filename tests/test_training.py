@@ -230,3 +230,17 @@ def test_a_healthy_run_does_not_warn(tiny_st_model, toy_dataset):
         warnings.simplefilter("error", CollapseWarning)
         result = _quick(tiny_st_model, toy_dataset, st_losses.make_loss("batch_hard", tiny_st_model), max_steps=3)
     assert not result.collapsed
+
+
+def test_quiet_model_card_silences_the_model_card_bar_and_restores_it():
+    import sentence_transformers.base.model_card as card
+
+    from tutorial_lib.training import quiet_model_card
+
+    original = card.tqdm
+    with quiet_model_card():
+        bar = card.tqdm(range(3))
+        assert bar.disable and list(bar) == [0, 1, 2]
+    assert card.tqdm is original
+    with quiet_model_card(quiet=False):
+        assert card.tqdm is original

@@ -39,13 +39,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .distributed import world_size
 
 if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
 
-__all__ = ["CollapseWarning", "NonFiniteLossError", "SamplerPlan", "TrainResult", "group_by_label_plan", "train"]
+__all__ = ["CollapseWarning", "NonFiniteLossError", "SamplerPlan", "TrainResult", "group_by_label_plan", "quiet_model_card", "train"]
 
 _UNUSED_WARN_FRACTION = 0.1  # warn when GROUP_BY_LABEL leaves more than this share of examples unused per epoch
 
@@ -190,6 +189,8 @@ def _pinned_loss(loss: nn.Module) -> float | None:
     With ``gather_across_devices`` the losses return the global loss times the number of processes (so that DDP's
     averaging gives the single-process gradient, see :mod:`tutorial_lib.distributed`): the pinned value scales too.
     """
+    from .distributed import world_size  # imports torch; kept out of module import time
+
     scale = world_size() if getattr(loss, "gather_across_devices", False) else 1
     if getattr(loss, "strategy", None) == "batch_hard_soft_margin" or "SoftMargin" in type(loss).__name__:
         return math.log(2.0) * scale
@@ -310,9 +311,11 @@ def _prepare_dataset(dataset: Any, text_column: str, label_column: str) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_model_card(quiet: bool) -> Iterator[None]:
-    """Without a progress bar, also silence the one sentence-transformers' model card shows while it picks widget
-    examples from the data ("Computing widget examples"): in a notebook it would be the only output of the cell."""
+def quiet_model_card(quiet: bool = True) -> Iterator[None]:
+    """Silence the progress bar sentence-transformers' model card shows while it picks widget examples from the
+    training data ("Computing widget examples"). In a notebook it would be the only output of a training cell, and
+    a progress-bar widget, which a committed notebook cannot show. :func:`train` uses it when ``progress=False``;
+    wrap your own ``SentenceTransformerTrainer`` run in it for the same (notebook 07's offline baseline)."""
     import sentence_transformers.base.model_card as card
 
     original = getattr(card, "tqdm", None)
@@ -419,7 +422,7 @@ def train(
             eval_steps=eval_steps or max(1, total_steps // 5),
             disable_tqdm=not progress,
         )
-        with _quiet_model_card(not progress):
+        with quiet_model_card(not progress):
             trainer = SentenceTransformerTrainer(
                 model=model,
                 args=args,

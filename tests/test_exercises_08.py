@@ -1,0 +1,191 @@
+"""Notebook 08's self-checks: right answers pass, each typical mistake fails with its own hint (never an exception),
+and no verdict shows the solution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tutorial_lib import exercises
+from tutorial_lib.distributed import gather_across_processes
+
+# Code that a solution would contain and a verdict must never print.
+SOLUTION_FRAGMENTS = ("(k - 1) * b", "(per_label - 1)", ".detach()", "torch.cat(", "* world", "world_size *",
+                      "lambda", "def ", "autograd.grad", ".backward(")
+
+
+def verdict(check, fn, capsys) -> tuple[bool, str]:
+    result = check(fn)
+    out = capsys.readouterr().out
+    assert isinstance(result, bool)
+    for fragment in SOLUTION_FRAGMENTS:
+        assert fragment not in out, f"the verdict shows {fragment!r}: {out}"
+    return result, out
+
+
+# Right answers -------------------------------------------------------------------------------------------------
+
+def st_entries(batch_size, per_label):
+    return batch_size * (per_label - 1) * batch_size
+
+
+def st_entries_tensor(batch_size, per_label):
+    return torch.tensor(batch_size) * (per_label - 1) * batch_size  # a 0-dim tensor is fine
+
+
+def gather_local(slices, rank):
+    return torch.cat([s if r == rank else s.detach() for r, s in enumerate(slices)])
+
+
+def process_gradients(embeddings, labels, world_size, loss_fn):
+    slices = embeddings.chunk(world_size)
+    grads = []
+    for rank in range(world_size):
+        parts = [s.detach().clone().requires_grad_(r == rank) for r, s in enumerate(slices)]
+        (loss_fn(gather_local(parts, rank), labels) * world_size).backward()
+        grad = torch.zeros_like(embeddings)
+        rows = len(embeddings) // world_size
+        grad[rank * rows:(rank + 1) * rows] = parts[rank].grad
+        grads.append(grad)
+    return grads
+
+
+def test_the_library_gather_without_processes_is_the_identity():
+    """Outside torch.distributed the library's gather returns its inputs (what the simulated world of 1 does)."""
+    e, y = torch.randn(4, 3), torch.arange(4)
+    assert gather_across_processes(e, y)[0] is e
+
+
+RIGHT = [
+    (exercises.check_st_batch_all_entries, st_entries),
+    (exercises.check_st_batch_all_entries, st_entries_tensor),
+    (exercises.check_gather_local_grad, gather_local),
+    (exercises.check_process_gradients, process_gradients),
+]
+
+
+@pytest.mark.parametrize(("check", "fn"), RIGHT, ids=lambda x: getattr(x, "__name__", "fn"))
+def test_a_right_answer_passes(check, fn, capsys):
+    ok, out = verdict(check, fn, capsys)
+    assert ok, out
+    assert out.startswith("✅") and "correct" in out
+
+
+# Wrong answers, each with the hint it should get -----------------------------------------------------------------
+
+def cube(batch_size, per_label):
+    return batch_size**3
+
+
+def with_the_anchor(batch_size, per_label):
+    return batch_size * per_label * batch_size
+
+
+def rows_only(batch_size, per_label):
+    return batch_size * (per_label - 1)
+
+
+def valid_triplets(batch_size, per_label):
+    return batch_size * (per_label - 1) * (batch_size - per_label)
+
+
+def float_entries(batch_size, per_label):
+    return batch_size * (per_label - 1) * batch_size / 3
+
+
+def gather_everything(slices, rank):
+    return torch.cat(slices)
+
+
+def gather_nothing(slices, rank):
+    return torch.cat([s.detach() for s in slices])
+
+
+def local_first(slices, rank):
+    return torch.cat([slices[rank]] + [s.detach() for r, s in enumerate(slices) if r != rank])
+
+
+def gather_a_list(slices, rank):
+    return [s if r == rank else s.detach() for r, s in enumerate(slices)]
+
+
+def without_the_factor(embeddings, labels, world_size, loss_fn):
+    return [g / world_size for g in process_gradients(embeddings, labels, world_size, loss_fn)]
+
+
+def every_slice_differentiable(embeddings, labels, world_size, loss_fn):
+    grads = []
+    for _ in range(world_size):
+        leaf = embeddings.detach().clone().requires_grad_(True)
+        loss_fn(leaf, labels).backward()
+        grads.append(leaf.grad)
+    return grads
+
+
+def local_mining_only(embeddings, labels, world_size, loss_fn):
+    grads = []
+    rows = len(embeddings) // world_size
+    for rank in range(world_size):
+        leaf = embeddings[rank * rows:(rank + 1) * rows].detach().clone().requires_grad_(True)
+        (loss_fn(leaf, labels[rank * rows:(rank + 1) * rows]) * world_size).backward()
+        grad = torch.zeros_like(embeddings)
+        grad[rank * rows:(rank + 1) * rows] = leaf.grad
+        grads.append(grad)
+    return grads
+
+
+def already_averaged(embeddings, labels, world_size, loss_fn):
+    return torch.stack(process_gradients(embeddings, labels, world_size, loss_fn)).mean(dim=0)
+
+
+def crashes(*args):
+    raise ValueError("shapes do not match")
+
+
+def not_written(*args):
+    raise NotImplementedError
+
+
+WRONG = [
+    (exercises.check_st_batch_all_entries, cube, "full cube"),
+    (exercises.check_st_batch_all_entries, with_the_anchor, "not its own positive"),
+    (exercises.check_st_batch_all_entries, rows_only, "counts the rows only"),
+    (exercises.check_st_batch_all_entries, valid_triplets, "number of valid triplets"),
+    (exercises.check_st_batch_all_entries, float_entries, "whole number"),
+    (exercises.check_gather_local_grad, gather_everything, "detach them"),
+    (exercises.check_gather_local_grad, gather_nothing, "must keep its autograd graph"),
+    (exercises.check_gather_local_grad, local_first, "rank order"),
+    (exercises.check_gather_local_grad, gather_a_list, "one torch tensor"),
+    (exercises.check_process_gradients, without_the_factor, "which factor"),
+    (exercises.check_process_gradients, every_slice_differentiable, "only into its own slice"),
+    (exercises.check_process_gradients, local_mining_only, "whole gathered batch"),
+    (exercises.check_process_gradients, already_averaged, "before any averaging"),
+]
+
+
+@pytest.mark.parametrize(("check", "fn", "hint"), WRONG, ids=lambda x: getattr(x, "__name__", str(x)[:20]))
+def test_a_wrong_answer_fails_with_its_hint(check, fn, hint, capsys):
+    ok, out = verdict(check, fn, capsys)
+    assert ok is False
+    assert out.startswith("❌") and "Hint:" in out and hint in out, out
+
+
+CHECKS = [exercises.check_st_batch_all_entries, exercises.check_gather_local_grad, exercises.check_process_gradients]
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_an_exception_a_stub_and_a_non_function_are_reported_not_raised(check, capsys):
+    ok, out = verdict(check, crashes, capsys)
+    assert ok is False and "ValueError: shapes do not match" in out and "Hint:" in out
+    ok, out = verdict(check, not_written, capsys)
+    assert ok is False and "not written yet" in out
+    ok, out = verdict(check, None, capsys)
+    assert ok is False and "pass your function itself" in out
+
+
+def test_the_checks_are_exported_and_deterministic(capsys):
+    assert {c.__name__ for c in CHECKS} <= set(exercises.__all__)
+    first = [check(fn) for check, fn, _ in WRONG]
+    out1 = capsys.readouterr().out
+    second = [check(fn) for check, fn, _ in WRONG]
+    assert first == second and capsys.readouterr().out == out1
