@@ -116,13 +116,19 @@ def browser():
         chromium.close()
 
 
+# Everything is read from the notebook the test opened (the current widget), never from another open tab.
 CELL_STATE_JS = """() => {
-  const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')];
+  const panel = window.jupyterapp.shell.currentWidget;
+  const root = panel && panel.content ? panel.content.node : document.createElement('div');
+  const cells = [...root.querySelectorAll('.jp-CodeCell')];
   const prompts = cells.map(c => (c.querySelector('.jp-InputArea-prompt') || {}).textContent || '');
-  const errors = [...document.querySelectorAll('.jp-Notebook .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+  const errors = [...root.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
       .map(e => e.textContent).filter(t => /Error|Traceback/.test(t));
+  const first = cells.length ? cells[0].querySelector('.jp-OutputArea') : null;
   return {n: cells.length, pending: prompts.filter(p => p.includes('*') || p.trim() === '[ ]:').length,
-          done: prompts.filter(p => /\\[\\d+\\]/.test(p)).length, errors: errors.slice(0, 3)};
+          done: prompts.filter(p => /\\[\\d+\\]/.test(p)).length, errors: errors.slice(0, 3),
+          outputs: root.querySelectorAll('.jp-OutputArea-output').length,
+          setup: first ? first.textContent : ''};
 }"""
 
 
@@ -135,6 +141,11 @@ def _run_all_and_wait(page, timeout_s: float) -> dict:
         " return k && k.status === 'idle'; }", timeout=120_000)
     # Clear the committed outputs first: every prompt reads [ ] until its cell has really run again.
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    deadline = time.time() + 60
+    while page.evaluate(CELL_STATE_JS)["outputs"] and time.time() < deadline:
+        time.sleep(0.5)
+    state = page.evaluate(CELL_STATE_JS)
+    assert state["outputs"] == 0 and state["done"] == 0, f"the committed outputs were not cleared: {state}"
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     deadline = time.time() + timeout_s
     state = {}
@@ -150,7 +161,8 @@ def _run_all_and_wait(page, timeout_s: float) -> dict:
 
 def _slider(page, description: str):
     """The first slider whose label reads ``description``, and the widget box it sits in."""
-    sliders = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=description))
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")  # the open tab only
+    sliders = notebook.locator(".widget-slider", has=page.locator(".widget-label", has_text=description))
     slider = sliders.first
     slider.wait_for(timeout=60_000)  # widget views render asynchronously after the outputs arrive
     box = slider.locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' widget-vbox ')][1]")
@@ -173,11 +185,14 @@ def test_run_all_then_move_the_margin_slider(notebook, description, jupyterlab, 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(f"{url}/lab/tree/{notebook}.ipynb?token={token}", wait_until="domcontentloaded")
+        # A workspace of its own, reset: this notebook is the only one open (no tab left over from another test).
+        page.goto(f"{url}/lab/workspaces/{notebook}/tree/{notebook}.ipynb?token={token}&reset",
+                  wait_until="domcontentloaded")
         state = _run_all_and_wait(page, timeout_s=900)
         page.screenshot(path=str(ARTIFACTS / f"{notebook}_after_run_all.png"))
         assert not state["errors"], f"{notebook}: a cell raised: {state['errors']}"
         assert state["n"] > 0 and state["done"] == state["n"], f"{notebook}: not every cell ran: {state}"
+        assert "mode: FAST" in state["setup"], f"{notebook}: the setup cell did not run again here: {state['setup']}"
 
         slider, box = _slider(page, description)
         slider.scroll_into_view_if_needed()
@@ -196,7 +211,14 @@ def test_run_all_then_move_the_margin_slider(notebook, description, jupyterlab, 
                }""",
             arg=[box.element_handle(), *before], timeout=120_000,
         )
-        after = _rendered(box)
+        # Each arrow press queues one redraw; wait until the last one has landed (nothing changes for 3 s).
+        after, deadline = _rendered(box), time.time() + 120
+        while time.time() < deadline:
+            time.sleep(3)
+            now = _rendered(box)
+            if now == after:
+                break
+            after = now
         box.screenshot(path=str(ARTIFACTS / f"{notebook}_slider_moved.png"))
         assert slider.locator(".widget-readout").inner_text() != readout_before, "the slider did not move"
         assert after[1] and after[1] != before[1], "the figure did not change"
