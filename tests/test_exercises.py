@@ -11,18 +11,14 @@ import torch
 from tutorial_lib import exercises, masks
 from tutorial_lib.distances import pairwise_distances
 
+from exercise_contract import crashes, make_verdict, not_written
+
 # Code that a solution would contain and a verdict must never print.
 SOLUTION_FRAGMENTS = ("relu(", "clamp(", "clamp_min", ".sqrt()", "torch.where", "unsqueeze", "[:, None]", "lambda",
                       "def ", "torch.eye", "argmax", "argmin", "n_c * (n_c - 1)")
 
 
-def verdict(check, fn, capsys) -> tuple[bool, str]:
-    result = check(fn)
-    out = capsys.readouterr().out
-    assert isinstance(result, bool)
-    for fragment in SOLUTION_FRAGMENTS:
-        assert fragment not in out, f"the verdict shows {fragment!r}: {out}"
-    return result, out
+verdict = make_verdict(SOLUTION_FRAGMENTS)
 
 
 # Right answers -------------------------------------------------------------------------------------------------
@@ -169,14 +165,6 @@ def float_mask(labels):
 def n_squared(labels):
     counts = torch.bincount(labels)
     return int((counts * counts * (len(labels) - counts)).sum())
-
-
-def crashes(*args):
-    raise ValueError("shapes do not match")
-
-
-def not_written(*args):
-    raise NotImplementedError
 
 
 WRONG = [

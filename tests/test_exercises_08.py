@@ -3,24 +3,16 @@ and no verdict shows the solution."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from tutorial_lib import exercises
 from tutorial_lib.distributed import gather_across_processes
 
+from exercise_contract import contract_tests
+
 # Code that a solution would contain and a verdict must never print.
 SOLUTION_FRAGMENTS = ("(k - 1) * b", "(per_label - 1)", ".detach()", "torch.cat(", "* world", "world_size *",
                       "lambda", "def ", "autograd.grad", ".backward(")
-
-
-def verdict(check, fn, capsys) -> tuple[bool, str]:
-    result = check(fn)
-    out = capsys.readouterr().out
-    assert isinstance(result, bool)
-    for fragment in SOLUTION_FRAGMENTS:
-        assert fragment not in out, f"the verdict shows {fragment!r}: {out}"
-    return result, out
 
 
 # Right answers -------------------------------------------------------------------------------------------------
@@ -62,13 +54,6 @@ RIGHT = [
     (exercises.check_gather_local_grad, gather_local),
     (exercises.check_process_gradients, process_gradients),
 ]
-
-
-@pytest.mark.parametrize(("check", "fn"), RIGHT, ids=lambda x: getattr(x, "__name__", "fn"))
-def test_a_right_answer_passes(check, fn, capsys):
-    ok, out = verdict(check, fn, capsys)
-    assert ok, out
-    assert out.startswith("✅") and "correct" in out
 
 
 # Wrong answers, each with the hint it should get -----------------------------------------------------------------
@@ -138,14 +123,6 @@ def already_averaged(embeddings, labels, world_size, loss_fn):
     return torch.stack(process_gradients(embeddings, labels, world_size, loss_fn)).mean(dim=0)
 
 
-def crashes(*args):
-    raise ValueError("shapes do not match")
-
-
-def not_written(*args):
-    raise NotImplementedError
-
-
 WRONG = [
     (exercises.check_st_batch_all_entries, cube, "full cube"),
     (exercises.check_st_batch_all_entries, with_the_anchor, "not its own positive"),
@@ -163,29 +140,10 @@ WRONG = [
 ]
 
 
-@pytest.mark.parametrize(("check", "fn", "hint"), WRONG, ids=lambda x: getattr(x, "__name__", str(x)[:20]))
-def test_a_wrong_answer_fails_with_its_hint(check, fn, hint, capsys):
-    ok, out = verdict(check, fn, capsys)
-    assert ok is False
-    assert out.startswith("❌") and "Hint:" in out and hint in out, out
-
-
 CHECKS = [exercises.check_st_batch_all_entries, exercises.check_gather_local_grad, exercises.check_process_gradients]
 
 
-@pytest.mark.parametrize("check", CHECKS)
-def test_an_exception_a_stub_and_a_non_function_are_reported_not_raised(check, capsys):
-    ok, out = verdict(check, crashes, capsys)
-    assert ok is False and "ValueError: shapes do not match" in out and "Hint:" in out
-    ok, out = verdict(check, not_written, capsys)
-    assert ok is False and "not written yet" in out
-    ok, out = verdict(check, None, capsys)
-    assert ok is False and "pass your function itself" in out
+# The contract every check keeps (tests/exercise_contract.py) -----------------------------------------------------
 
-
-def test_the_checks_are_exported_and_deterministic(capsys):
-    assert {c.__name__ for c in CHECKS} <= set(exercises.__all__)
-    first = [check(fn) for check, fn, _ in WRONG]
-    out1 = capsys.readouterr().out
-    second = [check(fn) for check, fn, _ in WRONG]
-    assert first == second and capsys.readouterr().out == out1
+(test_a_right_answer_passes, test_a_wrong_answer_fails_with_its_hint, test_a_crash_a_stub_and_a_non_function,
+ test_the_checks_are_exported_and_deterministic) = contract_tests(CHECKS, RIGHT, WRONG, SOLUTION_FRAGMENTS)

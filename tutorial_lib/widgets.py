@@ -562,8 +562,9 @@ def margin_explorer(
         elif strategy == "batch_all":
             info = anchor_triplets(dist, labels, a, m)
             c = info["counts"]
-            lines.append(f"anchor {a}: every one of its {sum(c.values())} triplets counts while active: "
-                         f"{c['hard']} hard, {c['semi-hard']} semi-hard, {c['easy']} easy (loss 0)")
+            lines.append(f"anchor {a}: {sum(c.values())} triplets, {c['hard'] + c['semi-hard']} of them active "
+                         f"({c['hard']} hard + {c['semi-hard']} semi-hard) and in the average; "
+                         f"{c['easy']} easy (loss 0, left out)")
         elif strategy == "batch_semi_hard":
             n, fb = picks["batch_semi_hard"][hp]
             lines.append(f"anchor {a}{quote(a)}: for its farthest positive {hp}{quote(hp)} the semi-hard rule "
