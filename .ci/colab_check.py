@@ -178,12 +178,13 @@ def simulate(workdir: Path) -> list[str]:
     if smoke.returncode != 0:
         problems.append("the widgets failed on ipywidgets 7.7 in the Colab-like environment")
 
+    # The library's own runner (the one the notebook tool and the tests use), from the library the cell installed.
     run_nb = textwrap.dedent(f'''
-        import jupytext, nbclient, os
+        from pathlib import Path
+        import jupytext
+        from tutorial_lib import notebooks
         nb = jupytext.read({str(ROOT / "notebooks" / "01_triplet_loss.py")!r})
-        os.environ["TRIPLET_FAST"] = "1"
-        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                resources={{"metadata": {{"path": {str(ROOT / "notebooks")!r}}}}}).execute()
+        notebooks.execute(nb, Path({str(ROOT / "notebooks")!r}), fast=True, timeout=600)
         print("notebook 01 ran in the Colab-like environment")
     ''')
     _run([str(python), "-m", "pip", "install", "--quiet", "jupytext"], env=env)

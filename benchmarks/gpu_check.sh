@@ -7,7 +7,7 @@
 #
 # The machine has no network: sentence-transformers 6.2 (pure Python) travels as a wheel in .whl/:
 #   pip download --no-deps --only-binary=:all: -d .whl sentence-transformers==6.2.0
-#   python benchmarks/gpu_check.sh prepare   # (here) writes the float16 model copy to .devcarry/minilm16
+#   bash benchmarks/gpu_check.sh prepare   # (here) writes the float16 model copy to .devcarry/minilm16
 set -uo pipefail
 if [ "${1:-}" = "prepare" ]; then
     python - <<'PY'

@@ -62,6 +62,8 @@ def step_time_and_peak(loss, model, features, labels, device, repeats: int):
             torch.cuda.reset_peak_memory_stats()
         else:
             base = _reset_cpu_peak()
+            if base is None:  # VmHWM comes from Linux's /proc
+                raise SystemExit("measuring CPU peak memory needs Linux (/proc/self/status); run it there or on CUDA")
         start = time.perf_counter()
         loss([features], labels).backward()
         if device.type == "cuda":

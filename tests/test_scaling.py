@@ -130,6 +130,13 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
                 loss = st_losses.make_loss(strategy, ddp, margin=0.5, gather_across_devices=True)
             loss([features], labels[half]).backward()  # DDP averages the parameter gradients over the 2 processes
             torch.save(flat_gradient(model), os.path.join(out_dir, f"{strategy}-{cached}-{rank}.pt"))
+        # The control: the same BatchAll run with the world-size factor taken out of the loss.
+        model = demo_model()
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        st_losses.world_size = lambda: 1  # this spawned process only
+        st_losses.make_loss("batch_all", ddp, margin=0.5, gather_across_devices=True)(
+            [model.preprocess(sentences[half])], labels[half]).backward()
+        torch.save(flat_gradient(model), os.path.join(out_dir, f"nofactor-{rank}.pt"))
     finally:
         torch.distributed.destroy_process_group()
 
@@ -139,7 +146,9 @@ def two_process_gradients():
     """Parameter gradients from 2 gloo processes (each with half the batch) for every (strategy, cached)."""
     with tempfile.TemporaryDirectory() as out_dir:
         mp.spawn(_worker, args=(2, os.path.join(out_dir, "init"), out_dir), nprocs=2, join=True)
-        yield {(s, c): [torch.load(os.path.join(out_dir, f"{s}-{c}-{r}.pt")) for r in range(2)] for s, c in CONFIGS}
+        grads = {(s, c): [torch.load(os.path.join(out_dir, f"{s}-{c}-{r}.pt")) for r in range(2)] for s, c in CONFIGS}
+        grads["nofactor"] = [torch.load(os.path.join(out_dir, f"nofactor-{r}.pt")) for r in range(2)]
+        yield grads
 
 
 @pytest.mark.parametrize("strategy, cached", CONFIGS)
@@ -163,6 +172,8 @@ def test_without_the_world_size_factor_the_gradients_would_be_halved(two_process
     expected = flat_gradient(model)
     grads = two_process_gradients[("batch_all", False)][0]
     assert not torch.allclose(grads / 2, expected, rtol=1e-3)
+    without = two_process_gradients["nofactor"][0]  # the same run, the loss not multiplied by the world size
+    assert (without - expected / 2).norm() <= 1e-4 * expected.norm()
 
 
 def test_the_notebook_demo_reproduces_single_process_gradients():

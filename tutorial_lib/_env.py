@@ -5,6 +5,9 @@ variable and the next call sees it.
 
 * ``TRIPLET_FAST=1`` -- fast mode: notebooks (and CI) use fewer steps and PCA instead of UMAP.
 * ``HF_HUB_OFFLINE=1`` / ``HF_DATASETS_OFFLINE=1`` -- offline: nothing may contact the Hugging Face Hub.
+
+Also two small helpers the notebook tool and the results module share: where the repository is, and how a
+generated section of the README is replaced.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -54,3 +58,18 @@ def best_device() -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def checkout_root() -> Path | None:
+    """The repository holding this package (an editable install), or None (installed from a wheel, e.g. on Colab)."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "notebooks").is_dir() else None
+
+
+def replace_between(text: str, start: str, end: str, block: str, what: str = "") -> str:
+    """``text`` with everything between the markers ``start`` and ``end`` replaced by ``block`` (markers kept)."""
+    if start not in text or end not in text:
+        raise ValueError(f"README.md needs the markers {start} and {end}{what}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{block}\n{end}{tail}"

@@ -139,9 +139,7 @@ def distances_for_backward(embeddings: Tensor, distance: str) -> tuple[Tensor, T
 
 
 def _weights_on_squared(grad_dist: Tensor, dist: Tensor, distance: str) -> Tensor:
-    """dL/d(squared distance) from dL/d(distance); zero where the distance is 0 (the guarded sqrt, or clamped).
-
-    May reuse ``grad_dist``'s memory only when the caller passes a fresh tensor (see the callers)."""
+    """dL/d(squared distance) from dL/d(distance); zero where the distance is 0 (the guarded sqrt, or clamped)."""
     if distance == "euclidean":
         # d(d)/d(d^2) = 1 / (2 d); dividing by +inf where d == 0 gives the guard's zero without a 0 * inf
         return grad_dist * 0.5 / torch.where(dist > 0, dist, torch.inf)

@@ -474,15 +474,17 @@ def _line_distances(coordinates: Sequence[float]) -> Tensor:
     return (x.reshape(-1, 1) - x.reshape(1, -1)).abs()
 
 
-def _scalar_result(got: Any, what: str) -> tuple[Tensor | None, Miss | None]:
-    """The learner's batch loss as a 0-dim float64 tensor, or why it cannot be one."""
+def _scalar_result(got: Any, what: str, one: str = "one number (a tensor)",
+                   reduce: str = "average the per-pair (or per-anchor)") -> tuple[Tensor | None, Miss | None]:
+    """The learner's batch loss as a 0-dim float64 tensor, or why it cannot be one (the hints name ``one`` and
+    ``reduce``: how each notebook words "one number" and "combine the parts")."""
     try:
         value = _tensor(got)
     except (TypeError, ValueError, RuntimeError):
-        return None, Miss(f"for {what} it returned {got!r}.", "return the loss of the batch: one number (a tensor).")
+        return None, Miss(f"for {what} it returned {got!r}.", f"return the loss of the batch: {one}.")
     if value.numel() != 1:
         return None, Miss(f"for {what} it returned {value.numel()} numbers (shape {tuple(value.shape)}).",
-                          "the loss of a batch is one number: average the per-pair (or per-anchor) losses.")
+                          f"the loss of a batch is one number: {reduce} losses.")
     return value.reshape(()), None
 
 
@@ -1323,15 +1325,8 @@ def _points_distances_0304(size: int, n_labels: int, seed: int, spread: float = 
 
 
 def _one_number_0304(got: Any, what: str) -> tuple[Tensor | None, Miss | None]:
-    """The learner's batch loss as a 0-dim float64 tensor, or why it is not one number."""
-    try:
-        value = _tensor(got)
-    except (TypeError, ValueError, RuntimeError):
-        return None, Miss(f"for {what} it returned {got!r}.", "return the loss of the batch: one number.")
-    if value.numel() != 1:
-        return None, Miss(f"for {what} it returned {value.numel()} numbers (shape {tuple(value.shape)}).",
-                          "the loss of a batch is one number: reduce the per-triplet (or per-anchor) losses.")
-    return value.reshape(()), None
+    """:func:`_scalar_result` worded for notebooks 03-04 (triplets are reduced, not averaged, there)."""
+    return _scalar_result(got, what, one="one number", reduce="reduce the per-triplet (or per-anchor)")
 
 
 def _batch_all_0304(dist: Tensor, labels: Tensor, margin: float, count: str = "active",
@@ -1401,11 +1396,10 @@ def check_batch_all_loss(fn: Callable[[Tensor, Tensor, float], Tensor]) -> bool:
                         "stay with torch operations (no float(), .item() or Python loops that build numbers), so "
                         "training can backpropagate through the loss.")
         out.sum().backward()
+        from .reference import batch_all_from_distances
+
         want = dist.clone().requires_grad_(True)
-        same = labels[:, None] == labels[None, :]
-        valid = (same & ~torch.eye(8, dtype=torch.bool))[:, :, None] & ~same[:, None, :]
-        loss = torch.relu((want[:, :, None] - want[:, None, :]) + 0.5) * valid
-        (loss.sum() / (loss > 1e-16).sum()).backward()
+        batch_all_from_distances(want, labels, 0.5).backward()
         if d.grad is None or not torch.allclose(d.grad, want.grad, atol=1e-8):
             return Miss("the value is right, but its gradient with respect to dist is not.",
                         "count the active triplets without a gradient (a count is a plain number), and let the "
@@ -1413,10 +1407,8 @@ def check_batch_all_loss(fn: Callable[[Tensor, Tensor, float], Tensor]) -> bool:
         return None
 
     general = "sum max(0, d(a,p) - d(a,n) + margin) over valid triplets: p != a with a's label, n with another label."
-    line = torch.tensor([0.0, 0.1, -0.3], dtype=torch.float64)
     tight = pairwise_distances(torch.randn(6, 8, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
                                * 0.05)
-    far = torch.tensor([0.0, 0.125, 10.0, 10.125], dtype=torch.float64)
     return run_checks("check_batch_all_loss", fn, [
         case(*_points_distances_0304(6, 2, seed=1), 0.5, "a batch of 6 with 2 labels", general),
         case(*_points_distances_0304(12, 3, seed=2, spread=2.0), 0.3, "a batch of 12 where many triplets are easy",
@@ -1424,9 +1416,9 @@ def check_batch_all_loss(fn: Callable[[Tensor, Tensor, float], Tensor]) -> bool:
         case(_points_distances_0304(5, 3, seed=3)[0], torch.tensor([0, 1, 0, 0, 2]), 0.5,
              "labels 0, 1, 0, 0, 2 (two labels with a single example)",
              "a label with one example has no positive: it is never an anchor, but it is a negative for others."),
-        case((far[:, None] - far[None, :]).abs(), torch.tensor([0, 0, 1, 1]), 0.5,
+        case(_line_distances([0.0, 0.125, 10.0, 10.125]), torch.tensor([0, 0, 1, 1]), 0.5,
              "two clusters far apart (every triplet easy)", "with no active triplet the loss is 0, not NaN."),
-        case((line[:, None] - line[None, :]).abs(), torch.tensor([0, 0, 1]), 0.2,
+        case(_line_distances([0.0, 0.1, -0.3]), torch.tensor([0, 0, 1]), 0.2,
              "a triplet whose loss is 2.8e-17, a rounding error", slips["epsilon"][1]),
         case(tight, torch.tensor([0, 0, 1, 1, 2, 2]), 0.5, "points packed closely together", general),
         case(*_points_distances_0304(24, 4, seed=4), 0.5, "a batch of 24 with 4 labels", general),
@@ -1467,13 +1459,12 @@ def check_active_fraction(fn: Callable[[Tensor, Tensor, float], float]) -> bool:
 
         return what, run, hint
 
-    boundary = torch.tensor([0.0, 0.5, 0.75, 0.25], dtype=torch.float64)
     return run_checks("check_active_fraction", fn, [
         case(*_points_distances_0304(9, 3, seed=5), 0.5, "a batch of 9 with 3 labels",
              "count triplets with d(a,p) - d(a,n) + margin > 0 among the valid ones, then divide."),
         case(*_points_distances_0304(12, 3, seed=6, spread=2.0), 0.2, "a batch where many triplets are easy",
              "easy triplets (loss exactly 0) are valid but not active."),
-        case((boundary[:, None] - boundary[None, :]).abs(), torch.tensor([0, 0, 1, 1]), 0.25,
+        case(_line_distances([0.0, 0.5, 0.75, 0.25]), torch.tensor([0, 0, 1, 1]), 0.25,
              "a negative exactly at d(a,p) + margin",
              "active means loss > 0: a negative exactly a margin beyond the positive gives loss 0 (easy)."),
         case(*_points_distances_0304(6, 2, seed=7), 0.0, "margin 0",

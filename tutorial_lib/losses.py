@@ -214,6 +214,7 @@ def _dense_backward(grad_output, x, grad_dist, d, distance: str) -> tuple[Tensor
 
 
 _FORWARD = {"hard": _hard_forward, "semi_hard": _semi_hard_forward, "all": _batch_all_forward}
+_BACKWARD = {"hard": _hard_backward, "semi_hard": _dense_backward, "all": _dense_backward}
 
 
 class _Loss(torch.autograd.Function):
@@ -228,8 +229,7 @@ class _Loss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        backward = _hard_backward if ctx.kind == "hard" else _dense_backward
-        (grad,) = cuda_graphs.call(backward, grad_output, *ctx.saved_tensors, ctx.distance)
+        (grad,) = cuda_graphs.call(_BACKWARD[ctx.kind], grad_output, *ctx.saved_tensors, ctx.distance)
         return grad.to(ctx.input_dtype), None, None, None, None
 
 

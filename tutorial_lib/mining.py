@@ -249,8 +249,8 @@ def batch_all_compact(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: flo
     x = d[anchor, positive]
     per_negative = torch.zeros_like(d)
     per_pair = torch.zeros_like(x, dtype=torch.long)
-    counted = torch.zeros((), dtype=torch.long)
-    total = torch.zeros((), dtype=d.dtype)
+    counted = torch.zeros((), dtype=torch.long, device=d.device)
+    total = torch.zeros((), dtype=d.dtype, device=d.device)
     if anchor.numel() <= _DIRECT_PAIRS_PER_ANCHOR * batch_size:
         for start in range(0, anchor.numel(), batch_size):
             a, x_a = anchor[start:start + batch_size], x[start:start + batch_size]

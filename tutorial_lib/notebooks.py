@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._env import checkout_root, replace_between
+
 __all__ = [
     "Finding",
     "build",
@@ -99,8 +101,7 @@ _TIDY = {
 
 def default_root() -> Path:
     """The repository holding this package (editable install), else the current directory."""
-    here = Path(__file__).resolve().parents[1]
-    return here if (here / "notebooks").is_dir() else Path.cwd()
+    return checkout_root() or Path.cwd()
 
 
 def discover(root: Path) -> list[str]:
@@ -343,11 +344,7 @@ def _stored_metadata(root: Path, name: str) -> dict:
 
 
 def _readme_with_table(text: str, table: str) -> str:
-    if INDEX_START not in text or INDEX_END not in text:
-        raise ValueError(f"README.md needs the markers {INDEX_START} and {INDEX_END} around the notebook table")
-    head, rest = text.split(INDEX_START, 1)
-    _, tail = rest.split(INDEX_END, 1)
-    return f"{head}{INDEX_START}\n{table}\n{INDEX_END}{tail}"
+    return replace_between(text, INDEX_START, INDEX_END, table, " around the notebook table")
 
 
 def nav(root: Path, write: bool = True) -> list[str]:

@@ -51,7 +51,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._env import hub_offline
+from ._env import checkout_root, hub_offline, replace_between
 
 if TYPE_CHECKING:
     import numpy as np
@@ -119,15 +119,10 @@ SOURCE_NOTEBOOK = "notebooks/03_batch_all.ipynb"
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _checkout() -> Path | None:
-    """The repository holding this package (editable install), or None (a pip install, e.g. on Colab)."""
-    root = Path(__file__).resolve().parents[1]
-    return root if (root / "notebooks").is_dir() else None
-
 
 def results_dir() -> Path:
     """Where the committed results live: ``notebooks/results`` of the checkout, else ``./comparison_results``."""
-    root = _checkout()
+    root = checkout_root()
     return root / "notebooks" / "results" if root is not None else Path("comparison_results")
 
 
@@ -393,11 +388,7 @@ def _readme_image(root: Path) -> str | None:
 
 def readme_with_results(text: str, block: str) -> str:
     """``text`` with the section between the results markers replaced by ``block``."""
-    if RESULTS_START not in text or RESULTS_END not in text:
-        raise ValueError(f"README.md needs the markers {RESULTS_START} and {RESULTS_END}")
-    head, rest = text.split(RESULTS_START, 1)
-    _, tail = rest.split(RESULTS_END, 1)
-    return f"{head}{RESULTS_START}\n{block}\n{RESULTS_END}{tail}"
+    return replace_between(text, RESULTS_START, RESULTS_END, block)
 
 
 def publish(folder: str | Path) -> list[Path]:
@@ -417,7 +408,7 @@ def publish(folder: str | Path) -> list[Path]:
         raise FileNotFoundError(f"{folder} lacks {missing}: the comparison did not finish")
     target.mkdir(parents=True, exist_ok=True)
     written = [Path(shutil.copy(folder / name, target / name)) for name in FILES]
-    root = _checkout()
+    root = checkout_root()
     if root is not None and (root / "README.md").is_file() and update_readme(root):
         written.append(root / "README.md")
     return written
@@ -480,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_figure = sub.add_parser("figure", help=f"extract {IMAGE_PATH} from a notebook, then rewrite the section")
     p_figure.add_argument("--notebook", default=SOURCE_NOTEBOOK, help=f"default: {SOURCE_NOTEBOOK}")
     args = parser.parse_args(argv)
-    root = (args.root or _checkout() or Path.cwd()).resolve()
+    root = (args.root or checkout_root() or Path.cwd()).resolve()
     if args.command == "figure":
         path = extract_figure(root / args.notebook, root / IMAGE_PATH)
         print(f"wrote {path.relative_to(root)} ({os.path.getsize(path) / 1e3:.0f} kB)")

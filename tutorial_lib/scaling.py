@@ -37,9 +37,9 @@ import torch
 from torch import Tensor, nn
 
 from .distances import check_distance
-from .distributed import gather_across_processes, world_size
-from .losses import check_margin, loss_and_stats
-from .st_losses import LOSSES, make_loss
+from .distributed import gather_across_processes
+from .losses import check_margin
+from .st_losses import LOSSES, batch_loss, make_loss, single_text_column
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -126,21 +126,11 @@ class CachedBatchTripletLoss(nn.Module):
             return self.model(features)["sentence_embedding"]
 
     def _loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        scale = 1
-        if self.gather_across_devices:
-            scale = world_size()
-            embeddings, labels = gather_across_processes(embeddings, labels)
-        loss, stats = loss_and_stats(self.strategy, embeddings, labels, self.margin, self.distance,
-                                     with_stats=self.track_stats)
-        self.last_stats = stats
-        return loss * scale
+        loss, self.last_stats = batch_loss(self, embeddings, labels)
+        return loss
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
-        features = list(sentence_features)
-        if len(features) != 1:
-            raise ValueError(f"{type(self).__name__} expects one text column plus a label column; "
-                             f"got {len(features)} text columns")
-        features = features[0]
+        features = single_text_column(self, sentence_features)
         batch_size = _batch_size(features)
         bounds = [(start, min(start + self.mini_batch_size, batch_size))
                   for start in range(0, batch_size, self.mini_batch_size)]

@@ -53,6 +53,38 @@ _FACENET = """
 """
 
 
+def single_text_column(loss: nn.Module, sentence_features: Iterable[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """The tokenized batch of the one text column the trainer passes; a clear error for any other number."""
+    features = list(sentence_features)
+    if len(features) != 1:
+        raise ValueError(
+            f"{type(loss).__name__} expects one text column plus a label column; got {len(features)} text columns"
+        )
+    return features[0]
+
+
+def batch_loss(loss: nn.Module, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor] | None]:
+    """The loss of one batch for a loss module with ``strategy``, ``margin``, ``distance``, ``track_stats`` and
+    ``gather_across_devices`` attributes, and its statistics (None unless tracked).
+
+    With ``gather_across_devices`` every process mines the whole global batch, and the loss is multiplied by the
+    number of processes so that DDP's gradient averaging gives the single-process gradient
+    (see :mod:`tutorial_lib.distributed`).
+
+    Args:
+        embeddings: (B, D) this process's embeddings.
+        labels: (B,) integer labels.
+    """
+    scale = 1
+    if loss.gather_across_devices:
+        scale = world_size()
+        embeddings, labels = gather_across_processes(embeddings, labels)
+    value, stats = loss_and_stats(
+        loss.strategy, embeddings, labels, loss.margin, loss.distance, with_stats=loss.track_stats
+    )
+    return (value * scale if scale != 1 else value), stats
+
+
 class _BatchTripletLoss(nn.Module):
     strategy: str = ""
     has_margin: bool = True
@@ -81,27 +113,15 @@ class _BatchTripletLoss(nn.Module):
             sentence_features: a one-element list with the tokenized batch (what the trainer passes).
             labels: (B,) integer tensor.
         """
-        features = list(sentence_features)
-        if len(features) != 1:
-            raise ValueError(
-                f"{type(self).__name__} expects one text column plus a label column; got {len(features)} text columns"
-            )
-        embeddings = self.model(features[0])["sentence_embedding"]
+        embeddings = self.model(single_text_column(self, sentence_features))["sentence_embedding"]
         return self.compute_loss_from_embeddings([embeddings], labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         """The loss from already computed embeddings ((B, D) tensor in a one-element list), as in ST's losses."""
         if labels is None:
             raise ValueError(f"{type(self).__name__} needs a 'label' column in the training data")
-        embeddings, scale = embeddings[0], 1
-        if self.gather_across_devices:  # mine over every process's batch (see tutorial_lib.distributed)
-            scale = world_size()
-            embeddings, labels = gather_across_processes(embeddings, labels)
-        loss, stats = loss_and_stats(
-            self.strategy, embeddings, labels, self.margin, self.distance, with_stats=self.track_stats
-        )
-        self.last_stats = stats
-        return loss * scale if scale != 1 else loss
+        loss, self.last_stats = batch_loss(self, embeddings[0], labels)
+        return loss
 
     def get_config_dict(self) -> dict[str, Any]:
         config: dict[str, Any] = {"distance": self.distance}

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 
 from . import losses
+from ._env import _flag
 from .distances import pairwise_distances
 
 __all__ = [
@@ -81,7 +81,7 @@ _STRATEGY_NAMES = {
 
 
 def _headless() -> bool:
-    return os.environ.get("TRIPLET_HEADLESS", "").strip().lower() in {"1", "true", "yes", "on"}
+    return _flag("TRIPLET_HEADLESS")
 
 
 def _in_kernel() -> bool:
@@ -211,6 +211,12 @@ def toy_scene() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return points, labels, ["sport", "food", "tech"]
 
 
+def _category(d_ap, d_an, margin: float) -> np.ndarray:
+    """"hard" / "semi-hard" / "easy" of each triplet, from broadcastable arrays of d(a, p) and d(a, n)."""
+    active = (d_ap - d_an) + margin > 0  # the expression every loss of this package evaluates
+    return np.where(d_an <= d_ap, "hard", np.where(active, "semi-hard", "easy"))
+
+
 def anchor_triplets(dist: torch.Tensor, labels: torch.Tensor, anchor: int, margin: float) -> dict[str, Any]:
     """Every triplet of one anchor, sorted into hard / semi-hard / easy.
 
@@ -232,16 +238,13 @@ def anchor_triplets(dist: torch.Tensor, labels: torch.Tensor, anchor: int, margi
     negatives = [int(i) for i in np.argsort(d, kind="stable") if not same[i]]
     d_ap = d[positives][:, None]
     d_an = d[negatives][None, :]
-    gap = (d_ap - d_an) + margin  # the expression every loss of this package evaluates
-    hard = d_an <= d_ap
-    active = gap > 0
-    category = np.where(hard, "hard", np.where(active, "semi-hard", "easy"))
+    category = _category(d_ap, d_an, margin)
     counts = {name: int((category == name).sum()) for name in CATEGORY_COLORS}
     return {
         "positives": positives,
         "negatives": negatives,
         "category": category,
-        "loss": np.maximum(gap, 0.0),
+        "loss": np.maximum((d_ap - d_an) + margin, 0.0),
         "counts": counts,
     }
 
@@ -319,7 +322,7 @@ def draw_playground(
     ax.scatter([xy[anchor, 0]], [xy[anchor, 1]], s=330, marker="*", color="gold", edgecolors="black", zorder=4)
     ax.scatter([xy[positive, 0]], [xy[positive, 1]], s=260, facecolors="none", edgecolors="black", zorder=4)
     hp, hn = picks["batch_hard"]
-    sn, fallback = picks["batch_semi_hard"][positive]
+    sn, _ = picks["batch_semi_hard"][positive]
     for target, ls, color in ((hp, "-", "black"), (hn, "-", CATEGORY_COLORS["hard"]), (sn, "--", "#555555")):
         ax.plot(*zip(xy[anchor], xy[target]), ls=ls, color=color, lw=1.3, zorder=2)
     for i in sorted(set(lab)):
@@ -345,7 +348,7 @@ def draw_playground(
     r_hp, c_hn = info["positives"].index(hp), column[hn]
     ax.add_patch(Rectangle((c_hn, r_hp), 1, 1, fill=False, lw=3, edgecolor="black"))
     for r, p in enumerate(info["positives"]):
-        n, fb = picks["batch_semi_hard"][p]
+        n, _ = picks["batch_semi_hard"][p]
         ax.plot(column[n] + 0.5, r + 0.18, marker="v", color="black", ms=6)
     ax.add_patch(Rectangle((0, row), N, 1, fill=False, lw=1.2, ls="--", edgecolor="black"))
     ax.set_xlim(0, N)
@@ -397,15 +400,16 @@ def margin_playground(
     margin_w = w.FloatSlider(value=margin, min=0.0, max=1.5, step=0.05, description="margin",
                              continuous_update=False, readout_format=".2f")
     anchor_w = w.Dropdown(options=anchor_options(), value=anchor, description="anchor")
-    hardest = int(losses.mine(points, labels, 0.0).hardest_positive[anchor])
-    positive_w = w.Dropdown(options=positive_options(anchor), value=hardest, description="positive")
+    mined = losses.mine(points, labels, 0.0)  # the selection does not depend on the margin: mine once
+    positive_w = w.Dropdown(options=positive_options(anchor), value=int(mined.hardest_positive[anchor]),
+                            description="positive")
 
     def compute(bundle):
         a, m = anchor_w.value, margin_w.value
         p = positive_w.value
         info = anchor_triplets(dist, labels, a, m)
         stats = {k: float(v) for k, v in losses.triplet_stats(points, labels, m).items()}
-        picks = _picks(losses.mine(points, labels, m), a)
+        picks = _picks(mined, a)
         loss = strategy_losses(points, labels, m)
         c = info["counts"]
         hp, hn = picks["batch_hard"]
@@ -434,7 +438,7 @@ def margin_playground(
         bundle._quiet = True
         try:
             positive_w.options = positive_options(change["new"])
-            positive_w.value = int(losses.mine(points, labels, 0.0).hardest_positive[change["new"]])
+            positive_w.value = int(mined.hardest_positive[change["new"]])
         finally:
             bundle._quiet = False
         bundle._update(live=True)
@@ -594,7 +598,7 @@ def _draw_explorer(dist, labels, anchor, margin, picks, strategy, bins, hist, di
         left.axvspan(0, d_ap, color=CATEGORY_COLORS["hard"], alpha=0.12)
         left.axvspan(d_ap, d_ap + margin, color=CATEGORY_COLORS["semi-hard"], alpha=0.15)
         left.axvspan(d_ap + margin, max(d.max(), d_ap + margin) * 1.05, color=CATEGORY_COLORS["easy"], alpha=0.08)
-        kind = np.where(d <= d_ap, "hard", np.where((d_ap - d) + margin > 0, "semi-hard", "easy"))
+        kind = _category(d_ap, d, margin)
     else:
         kind = np.full(len(d), "easy")
     y_pos = 1 + rng.uniform(-0.15, 0.15, len(d))
