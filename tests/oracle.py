@@ -8,14 +8,16 @@ Device and dtype come from the environment so the same suite runs on a GPU:
 
 from __future__ import annotations
 
-import functools
 import os
 
+import sentence_transformers
 import torch
 from hypothesis import strategies as st
 
-from tutorial_lib import losses, reference
+from tutorial_lib import losses, reference, vectorized
 from tutorial_lib.distances import pairwise_distances
+from tutorial_lib.reference import value_and_grad  # noqa: F401 (re-exported: the tests' comparison helper)
+from tutorial_lib.st_losses import sentence_transformers_loss
 
 DEVICE = torch.device(os.environ.get("TEST_DEVICE", "cpu"))
 DTYPES = [getattr(torch, name.strip()) for name in os.environ.get("TEST_DTYPES", "float32,float64").split(",")]
@@ -28,76 +30,46 @@ def examples(n: int) -> int:
 
 
 DISTANCES = ("euclidean", "squared_euclidean", "cosine")
-STRATEGIES = ("batch_all", "batch_hard", "batch_semi_hard", "batch_hard_soft_margin")
+STRATEGIES = losses.STRATEGIES
 LAYOUTS = ("one_label", "singletons", "pk", "few_groups", "random")
 
-OURS = {
-    "batch_all": lambda e, y, m, d: losses.batch_all_triplet_loss(e, y, m, d),
-    "batch_hard": lambda e, y, m, d: losses.batch_hard_triplet_loss(e, y, m, d),
-    "batch_semi_hard": lambda e, y, m, d: losses.batch_semi_hard_triplet_loss(e, y, m, d),
-    "batch_hard_soft_margin": lambda e, y, m, d: losses.batch_hard_soft_margin_triplet_loss(e, y, d),
-}
-
-REFERENCE = {
-    "batch_all": lambda e, y, m, d: reference.batch_all_triplet_loss(e, y, m, d),
-    "batch_hard": lambda e, y, m, d: reference.batch_hard_triplet_loss(e, y, m, d),
-    "batch_semi_hard": lambda e, y, m, d: reference.batch_semi_hard_triplet_loss(e, y, m, d),
-    "batch_hard_soft_margin": lambda e, y, m, d: reference.batch_hard_soft_margin_triplet_loss(e, y, d),
-}
+OURS = {s: losses.loss_function(s) for s in STRATEGIES}  # the fast engine behind the public API
+VECTORIZED = {s: losses.loss_function(s, vectorized) for s in STRATEGIES}  # the readable autograd versions
+REFERENCE = {s: losses.loss_function(s, reference) for s in STRATEGIES}  # the loops, with loop distances
 
 # The reference loops applied to the *same* distance matrix as the vectorized code: exact ties stay exact ties,
 # so the tie rule itself is compared.
+_FROM_DISTANCES = {
+    "batch_all": reference.batch_all_from_distances,
+    "batch_hard": reference.batch_hard_from_distances,
+    "batch_semi_hard": reference.batch_semi_hard_from_distances,
+    "batch_hard_soft_margin": lambda d, y, m: reference.batch_hard_soft_margin_from_distances(d, y),
+}
 REFERENCE_SAME_DISTANCES = {
-    "batch_all": lambda e, y, m, d: reference.batch_all_from_distances(pairwise_distances(e, d), y, m),
-    "batch_hard": lambda e, y, m, d: reference.batch_hard_from_distances(pairwise_distances(e, d), y, m),
-    "batch_semi_hard": lambda e, y, m, d: reference.batch_semi_hard_from_distances(pairwise_distances(e, d), y, m),
-    "batch_hard_soft_margin": lambda e, y, m, d: reference.batch_hard_soft_margin_from_distances(
-        pairwise_distances(e, d), y
-    ),
+    s: (lambda f: lambda e, y, m, d: f(pairwise_distances(e, d), y, m))(f) for s, f in _FROM_DISTANCES.items()
 }
 
+ST_VERSION = tuple(int(part) for part in sentence_transformers.__version__.split(".")[:2])
+ST_CLAMPS_COSINE = ST_VERSION >= (6, 3)
+"""sentence-transformers 6.3 clamps cosine distances at 0 and zeroes their diagonal; 6.2 does neither. The library
+follows 6.3. On 6.2 the oracle applies 6.3's clamp to 6.2's distance (the one known difference, asserted as a
+difference in test_losses_exact.py), and everything else is compared as it is."""
 
-@functools.lru_cache(maxsize=None)
-def _st_modules():
-    from sentence_transformers.sentence_transformer.losses import (
-        BatchAllTripletLoss,
-        BatchHardSoftMarginTripletLoss,
-        BatchHardTripletLoss,
-        BatchHardTripletLossDistanceFunction,
-        BatchSemiHardTripletLoss,
-    )
 
-    fn = BatchHardTripletLossDistanceFunction
-    distance_fns = {
-        "euclidean": fn.euclidean_distance,
-        "squared_euclidean": functools.partial(fn.euclidean_distance, squared=True),
-        "cosine": fn.cosine_distance,
-    }
-    return BatchAllTripletLoss, BatchHardTripletLoss, BatchSemiHardTripletLoss, BatchHardSoftMarginTripletLoss, distance_fns
+def _clamped_cosine(embeddings):
+    from sentence_transformers.sentence_transformer.losses import BatchHardTripletLossDistanceFunction
+
+    distances = BatchHardTripletLossDistanceFunction.cosine_distance(embeddings).clamp(min=0.0)
+    distances.fill_diagonal_(0.0)
+    return distances
 
 
 def st_loss(strategy: str, embeddings, labels, margin, distance):
-    """sentence-transformers' own loss on embeddings (its loss methods take (labels, embeddings))."""
-    all_, hard, semi, soft, distance_fns = _st_modules()
-    f = distance_fns[distance]
-    if strategy == "batch_all":
-        return all_(None, f, margin).batch_all_triplet_loss(labels, embeddings)
-    if strategy == "batch_hard":
-        return hard(None, f, margin).batch_hard_triplet_loss(labels, embeddings)
-    if strategy == "batch_semi_hard":
-        return semi(None, f, margin).batch_semi_hard_triplet_loss(labels, embeddings)
-    return soft(None, f).batch_hard_triplet_soft_margin_loss(labels, embeddings)
-
-
-def value_and_grad(fn, embeddings):
-    """(value, d value / d embeddings) of ``fn(embeddings)``; a zero gradient where the graph is disconnected."""
-    e = embeddings.detach().clone().requires_grad_(True)
-    value = fn(e)
-    if value.requires_grad:
-        (grad,) = torch.autograd.grad(value, e, allow_unused=True)
-    else:
-        grad = None
-    return value.detach(), torch.zeros_like(e) if grad is None else grad
+    """sentence-transformers' own loss module on embeddings (6.3's cosine distance on 6.2, see above)."""
+    module = sentence_transformers_loss(strategy, None, margin=margin, distance=distance)
+    if distance == "cosine" and not ST_CLAMPS_COSINE:
+        module.distance_metric = _clamped_cosine
+    return module.compute_loss_from_embeddings([embeddings], labels)
 
 
 def grads_close(g, g_ref, rtol=1e-4, atol=1e-6) -> bool:
@@ -121,17 +93,20 @@ def make_labels(layout: str, batch_size: int, rng: torch.Generator) -> torch.Ten
 
 
 def make_embeddings(kind: str, batch_size: int, dim: int, scale: float, rng: torch.Generator, dtype) -> torch.Tensor:
-    """Random rows with norms kept in [1e-3, 1e3]; ``grid`` and ``duplicates`` create exact ties."""
+    """Random rows with norms kept in [1e-3, 1e3]; ``grid`` and ``duplicates`` create exact ties, ``near_duplicates``
+    rows within a relative 1e-7 of another (where ``1 - cos`` rounds below 0 and the cosine clamp acts)."""
     if kind == "grid":
         e = torch.randint(-2, 3, (batch_size, dim), generator=rng).to(torch.float64)
         zero = e.abs().sum(dim=1) == 0
         e[zero, 0] = 1.0  # no zero vector (its norm is outside [1e-3, 1e3] and its cosine is undefined)
     else:
         e = torch.randn(batch_size, dim, generator=rng, dtype=torch.float64)
-        if kind == "duplicates":
+        if kind in ("duplicates", "near_duplicates"):
             source = torch.randint(0, batch_size, (batch_size,), generator=rng)
             copy = torch.rand(batch_size, generator=rng) < 0.4
             e[copy] = e[source[copy]]
+            if kind == "near_duplicates":
+                e[copy] *= 1 + 1e-7 * torch.randn(int(copy.sum()), 1, generator=rng, dtype=torch.float64)
     e = e * scale
     norms = e.norm(dim=1, keepdim=True)
     e = e * (norms.clamp(1e-3, 1e3) / norms)
@@ -173,7 +148,7 @@ def exactly_degenerate(strategy: str, embeddings, labels, margin, distance) -> b
         mined = losses.mine(embeddings, labels, margin, distance)
         pos, neg = mined.pos_mask, mined.neg_mask
         batch_size = d.shape[0]
-        if distance == "euclidean":
+        if distance in ("euclidean", "cosine"):  # sqrt's guard at 0, cosine's clamp at 0
             off = ~torch.eye(batch_size, dtype=torch.bool, device=d.device)
             if ((d == 0) & off & (pos | neg)).any():
                 return True

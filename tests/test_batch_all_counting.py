@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from oracle import DEVICE, examples
 from tutorial_lib import losses
-from tutorial_lib.mining import COUNT_THRESHOLD, batch_all_counts as _batch_all_counts
+from tutorial_lib.engine.counting import batch_all_counts as _batch_all_counts
+from tutorial_lib.reference import COUNT_THRESHOLD
 
 
 def brute(d, pos, neg, margin, threshold):
@@ -90,7 +91,9 @@ def test_loss_from_counts_keeps_precision_at_large_distances(dtype):
 
 
 def test_sorted_masked_rows_in_chunks_equal_one_sort():
-    from tutorial_lib.mining import batch_masks, sorted_masked_rows
+    pytest.importorskip("triton", reason="sorted_masked_rows lives beside the Triton kernels")
+    from tutorial_lib.engine.selection import batch_masks
+    from tutorial_lib.engine.triton_kernels import sorted_masked_rows
 
     g = torch.Generator().manual_seed(4)
     d = torch.rand(37, 37, generator=g).to(DEVICE)

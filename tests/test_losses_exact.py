@@ -1,4 +1,8 @@
-"""The vectorized losses equal the loop reference and sentence-transformers 6.2 (values and gradients).
+"""Engine = readable vectorized = loop reference = sentence-transformers (values; gradients off ties).
+
+The fast engine (``tutorial_lib.losses``) and the readable versions (``tutorial_lib.vectorized``) are both compared
+with sentence-transformers' own modules (6.3; on 6.2 with 6.3's cosine clamp, see oracle.ST_CLAMPS_COSINE) and with
+the loops of ``tutorial_lib.reference``.
 
 Property-based: batch sizes, dimensions, label layouts, margins, distances, dtypes, ties and duplicates are drawn
 by hypothesis (seeded through its database-free derandomized profile in CI, see conftest).
@@ -11,12 +15,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from tutorial_lib.distances import pairwise_distances
+from tutorial_lib.st_losses import sentence_transformers_loss
 from oracle import (
     DEVICE,
     OURS,
     REFERENCE,
     REFERENCE_SAME_DISTANCES,
+    ST_CLAMPS_COSINE,
     STRATEGIES,
+    VECTORIZED,
     batches,
     examples,
     exactly_degenerate,
@@ -56,6 +63,88 @@ def test_equals_sentence_transformers(strategy, batch):
         _, g64_st = value_and_grad(lambda e: st_loss(strategy, e, labels, margin, distance), e64)
         _, g64 = value_and_grad(lambda e: OURS[strategy](e, labels, margin, distance), e64)
         assert grads_close(g64, g64_st), f"{note} (float64): |g - g_st| = {(g64 - g64_st).norm()}"
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@settings(max_examples=examples(60), **FAST)
+@given(batch=batches(max_batch=32, distances=("cosine",), kinds=("duplicates", "near_duplicates")))
+def test_cosine_at_duplicate_points_equals_sentence_transformers(strategy, batch):
+    """Cosine distances of (near-)duplicate points round to about -1e-7 before the clamp: the values must still be
+    sentence-transformers' exactly (to tolerance), and the gradients wherever the loss is differentiable."""
+    embeddings, labels, margin, distance, note = batch
+    if not _two_labels(labels):
+        return
+    v_st, g_st = value_and_grad(lambda e: st_loss(strategy, e, labels, margin, distance), embeddings)
+    for name, impl in (("engine", OURS), ("vectorized", VECTORIZED)):
+        v, g = value_and_grad(lambda e: impl[strategy](e, labels, margin, distance), embeddings)
+        assert torch.allclose(v, v_st.to(v.dtype), rtol=1e-4, atol=1e-5), f"{name} {note}: {v.item()} vs {v_st.item()}"
+        if not (exactly_degenerate(strategy, embeddings, labels, margin, distance)
+                or gram_ill_conditioned(embeddings, distance)):
+            assert grads_close(g, g_st), f"{name} {note}: |g - g_st| = {(g - g_st).norm()}"
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@settings(max_examples=examples(80), **FAST)
+@given(batch=batches(max_batch=24, max_dim=16))
+def test_vectorized_equals_engine_and_sentence_transformers(strategy, batch):
+    """The readable losses of tutorial_lib.vectorized give the engine's values and, off ties, its gradients."""
+    embeddings, labels, margin, distance, note = batch
+    v, g = value_and_grad(lambda e: OURS[strategy](e, labels, margin, distance), embeddings)
+    v_vec, g_vec = value_and_grad(lambda e: VECTORIZED[strategy](e, labels, margin, distance), embeddings)
+    assert torch.allclose(v_vec, v, rtol=1e-4, atol=1e-5), f"{note}: vectorized {v_vec.item()} vs engine {v.item()}"
+    if _two_labels(labels):
+        v_st = st_loss(strategy, embeddings, labels, margin, distance)
+        assert torch.allclose(v_vec, v_st.to(v_vec.dtype), rtol=1e-4, atol=1e-5), note
+    if not (exactly_degenerate(strategy, embeddings, labels, margin, distance)
+            or gram_ill_conditioned(embeddings, distance)):
+        assert grads_close(g_vec, g), f"{note}: |g_vec - g| = {(g_vec - g).norm()}, |g| = {g.norm()}"
+
+
+def _near_duplicate_batch(seed: int):
+    """12 rows: 4 points, each also scaled by 1 + 1e-7 (another label) and by 3 (a third label). The cosine distances
+    between copies round to about -1e-7 unless clamped, which changes the semi-hard negative of many pairs."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(4, 16, generator=g)
+    e = torch.cat([base, base * 1.0000001, base * 3.0]).to(DEVICE)
+    return e, _y([0, 1, 2, 3, 0, 1, 2, 3, 1, 2, 3, 0])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_cosine_clamp_decides_semi_hard_negatives_at_near_duplicates(strategy):
+    """All implementations equal sentence-transformers 6.3 on 40 such batches (values; gradients off ties), and the
+    clamp matters: without it (6.2's distance) the semi-hard loss of many of them differs."""
+    from sentence_transformers.util import pytorch_cos_sim
+
+    differs = 0
+    for seed in range(40):
+        e, y = _near_duplicate_batch(seed)
+        v_st = st_loss(strategy, e, y, 0.5, "cosine")
+        for impl in (OURS, VECTORIZED, REFERENCE_SAME_DISTANCES):
+            assert torch.allclose(impl[strategy](e, y, 0.5, "cosine"), v_st, rtol=1e-5, atol=1e-6), seed
+        unclamped = sentence_transformers_loss(strategy, None, margin=0.5, distance="cosine")
+        unclamped.distance_metric = lambda x: 1 - pytorch_cos_sim(x, x)
+        differs += bool(abs(unclamped.compute_loss_from_embeddings([e], y) - v_st) > 1e-4)
+    if strategy == "batch_semi_hard":
+        assert differs >= 5, differs  # this test can tell a clamped distance from an unclamped one
+
+
+def test_cosine_distance_is_the_installed_releases():
+    """sentence-transformers 6.3 clamps cosine distances at 0 and zeroes the diagonal, as pairwise_distances does;
+    on 6.2 (the lowest supported release) the unclamped distances are the one known difference."""
+    from sentence_transformers.sentence_transformer.losses import BatchHardTripletLossDistanceFunction
+
+    rng = torch.Generator().manual_seed(0)
+    e = torch.randn(6, 16, generator=rng).repeat(4, 1).to(DEVICE)  # every row 4 times: 1 - cos rounds below 0
+    raw = BatchHardTripletLossDistanceFunction.cosine_distance(e)
+    ours = pairwise_distances(e, "cosine")
+    assert (ours >= 0).all() and (ours.diagonal() == 0).all()
+    if ST_CLAMPS_COSINE:
+        assert torch.equal(raw, ours)
+    else:
+        assert (raw < 0).any() or (raw.diagonal() != 0).any(), "6.2's cosine distance rounds below 0 here"
+        clamped = raw.clamp(min=0.0)
+        clamped.fill_diagonal_(0.0)
+        assert torch.equal(clamped, ours)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

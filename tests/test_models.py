@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_lib import _env, models
+from tutorial_lib import env, models
 
 SENTENCES = ["the team won the match", "a tasty pizza", "python code"]
 
@@ -100,17 +100,17 @@ def test_hub_models_are_loaded_without_remote_code_on_the_best_device(monkeypatc
     name, kwargs = _FakeST.calls[0]
     assert name == "microsoft/mpnet-base"
     assert kwargs["trust_remote_code"] is False
-    assert kwargs["device"] == _env.best_device()
+    assert kwargs["device"] == env.best_device()
 
 
 def test_best_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _env.best_device() == "cuda"
+    assert env.best_device() == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert _env.best_device() == "mps"
+    assert env.best_device() == "mps"
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert _env.best_device() == "cpu"
+    assert env.best_device() == "cpu"
 
 
 def test_describe_is_one_line(tiny_st_model):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from oracle import DEVICE
-from tutorial_lib import mining
+from tutorial_lib.engine import counting, selection
 
 triton = pytest.importorskip("triton", reason="Triton is not installed (CPU-only machine)")
 if DEVICE.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -22,8 +22,8 @@ if DEVICE.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
 
 def _counts(d, labels, margin, mode, monkeypatch):
     monkeypatch.setenv("TRIPLET_TRITON", mode)
-    masks = mining.batch_masks(labels)
-    return mining.batch_all_counts(d, masks.pos, masks.neg, margin, labels=labels)
+    masks = selection.batch_masks(labels)
+    return counting.batch_all_counts(d, masks.pos, masks.neg, margin, labels=labels)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -50,7 +50,7 @@ def test_the_losses_use_triton_on_cuda():
     if DEVICE.type != "cuda":
         pytest.skip("only meaningful on CUDA")
     d = torch.rand(8, 8, device=DEVICE)
-    assert mining.use_triton(d)
+    assert counting.use_triton(d)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -1,43 +1,36 @@
-"""``python -m tutorial_lib.bench``: time and memory of the four losses against sentence-transformers' own.
+"""Time and memory of the four losses against sentence-transformers' own (notebook 08; ``python -m tools.bench``).
 
-For each label layout and batch size it measures, side by side in one run, the forward + backward pass of the loss
+For each label layout and batch size :func:`run` measures, side by side in one run, the forward + backward pass of the loss
 alone on random embeddings (D = 768 by default):
 
-* time: median of ``--repeats`` (>= 20) runs after ``--warmup`` runs; CUDA events on a GPU, ``perf_counter`` on CPU;
+* time: median of ``repeats`` runs after ``warmup`` runs; CUDA events on a GPU, ``perf_counter`` on CPU;
 * peak extra memory: on CUDA ``max_memory_allocated`` above what was allocated before the call; on CPU the peak
   resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) above the resident set before the call;
 * ``floor``: the forward + backward of the Gram matrix ``E @ E.T`` alone, what any distance-based loss must at least do.
 
 Layouts: ``pk`` = B/4 labels x 4 examples; ``few`` = 4 labels x B/4 examples (what ``GROUP_BY_LABEL`` gives on a data
 set with few classes). A configuration whose predicted memory exceeds what is free is skipped ("skipped: needs ~N GB")
-rather than letting the out-of-memory killer end the run. The table names the device, versions and date; ``--json``
-writes every measurement.
+rather than letting the out-of-memory killer end the run. :func:`format_table` names the device, versions and date.
 
-Examples::
-
-    python -m tutorial_lib.bench                      # CPU: B in 64, 256, 1024, 2048
-    python -m tutorial_lib.bench --device cuda --json benchmarks/results_cuda.json
+Also :func:`load_committed` (the measured tables in ``benchmarks/results``, shipped with the library) and
+:func:`best_time` (the quick timer the notebooks use on a busy machine).
 """
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import datetime as _dt
-import functools
 import json
 import platform
 import statistics
-import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from . import losses
-
-STRATEGIES = ("batch_all", "batch_hard", "batch_semi_hard", "batch_hard_soft_margin")
-SHORT = {"batch_all": "all", "batch_hard": "hard", "batch_semi_hard": "semi-hard", "batch_hard_soft_margin": "soft"}
+from .losses import STRATEGIES, TITLES
 CPU_SIZES = (64, 256, 1024, 2048)
 CUDA_SIZES = (64, 256, 1024, 4096, 8192)
 MARGIN = 0.5
@@ -137,23 +130,6 @@ def _cpu_peak() -> int | None:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
-def _st_losses():
-    from sentence_transformers.sentence_transformer.losses import (
-        BatchAllTripletLoss,
-        BatchHardSoftMarginTripletLoss,
-        BatchHardTripletLoss,
-        BatchSemiHardTripletLoss,
-    )
-
-    return {
-        "batch_all": lambda: BatchAllTripletLoss(None, margin=MARGIN).batch_all_triplet_loss,
-        "batch_hard": lambda: BatchHardTripletLoss(None, margin=MARGIN).batch_hard_triplet_loss,
-        "batch_semi_hard": lambda: BatchSemiHardTripletLoss(None, margin=MARGIN).batch_semi_hard_triplet_loss,
-        "batch_hard_soft_margin": lambda: BatchHardSoftMarginTripletLoss(None).batch_hard_triplet_soft_margin_loss,
-    }
-
-
 def make_step(impl: str, strategy: str):
     """A function (embeddings, labels) -> None running one forward + backward."""
     if impl == "floor":
@@ -164,21 +140,18 @@ def make_step(impl: str, strategy: str):
 
         return step
     if impl == "st":
-        fn = _st_losses()[strategy]()
+        from .st_losses import sentence_transformers_loss
+
+        module = sentence_transformers_loss(strategy, None, margin=MARGIN)
 
         def step(e, y):
-            fn(y, e).backward()
+            module.compute_loss_from_embeddings([e], y).backward()
 
         return step
-    ours = {
-        "batch_all": lambda e, y: losses.batch_all_triplet_loss(e, y, MARGIN),
-        "batch_hard": lambda e, y: losses.batch_hard_triplet_loss(e, y, MARGIN),
-        "batch_semi_hard": lambda e, y: losses.batch_semi_hard_triplet_loss(e, y, MARGIN),
-        "batch_hard_soft_margin": lambda e, y: losses.batch_hard_soft_margin_triplet_loss(e, y),
-    }[strategy]
+    ours = losses.loss_function(strategy)
 
     def step(e, y):
-        ours(e, y).backward()
+        ours(e, y, MARGIN).backward()
 
     return step
 
@@ -299,7 +272,7 @@ def format_table(results: list[Result], env: dict) -> str:
     strategies = [s for s in STRATEGIES if any(r.strategy == s for r in results)]
     for layout in dict.fromkeys(r.layout for r in results):
         lines.append(f"Layout `{layout}` — time in ms / peak extra MiB; × = ST time / ours")
-        header = "| B | " + " | ".join(f"{SHORT[s]} ours | {SHORT[s]} ST | ×" for s in strategies) + " | floor |"
+        header = "| B | " + " | ".join(f"{TITLES[s]} ours | ST | ×" for s in strategies) + " | floor |"
         lines += [header, "|" + "---|" * (header.count("|") - 1)]
         for batch_size in sorted({r.batch_size for r in results if r.layout == layout}):
             cells = [str(batch_size)]
@@ -322,45 +295,16 @@ def _cell(r: Result | None) -> str:
     return f"{r.ms:.2f} / {_mib(r.peak_mib)}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tutorial_lib.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--sizes", type=int, nargs="+", help="batch sizes (default: CPU 64 256 1024 2048; "
-                        "CUDA 64 256 1024 4096 8192)")
-    parser.add_argument("--layouts", nargs="+", default=["pk", "few"], choices=["pk", "few"])
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
-    parser.add_argument("--impls", nargs="+", default=["ours", "st", "floor"], choices=["ours", "st", "floor"])
-    parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    parser.add_argument("--from-json", default=None, help="print the table of a saved run instead of measuring")
-    args = parser.parse_args(argv)
-    if args.from_json:
-        with open(args.from_json) as f:
-            saved = json.load(f)
-        print(format_table([Result(**r) for r in saved["results"]], saved["environment"]))
-        return 0
-    if args.repeats < 20:
-        parser.error("--repeats must be at least 20 (the median of fewer runs is too noisy to report)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    sizes = args.sizes or (CUDA_SIZES if device.type == "cuda" else CPU_SIZES)
-    env = environment(device)
-    print(f"Benchmarking on {env['device']} (torch {env['torch']}, sentence-transformers "
-          f"{env['sentence_transformers']}), D = {args.dim}, margin {MARGIN}, median of {args.repeats}", flush=True)
-    results = run(device, sizes, args.layouts, args.strategies, args.dim, args.warmup, args.repeats, args.impls,
-                  log=lambda line: print(line, flush=True))
-    print()
-    print(format_table(results, env))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"environment": env, "dim": args.dim, "margin": MARGIN, "repeats": args.repeats,
-                       "results": [asdict(r) for r in results]}, f, indent=1)
-    return 0
+def best_time(fn: Callable[[], object], repeat: int = 20) -> float:
+    """The shortest of ``repeat`` wall-clock times of ``fn()``, in seconds.
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    The minimum, not the mean: on a shared machine other work only ever adds time, so the fastest run is the best
+    estimate of what ``fn`` itself costs. (``torch.utils.benchmark.Timer`` does the same with more care: warm-up,
+    thread control, statistics; :func:`run` uses medians after warm-up.)
+    """
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best

@@ -19,7 +19,7 @@ Public API::
     to_dataset(sentences, labels, label_names=None)                          -> Dataset
     label_names(ds)                                                          -> list[str]
 
-This module imports pandas and datasets only (no model, no other module of this package besides ``_env``).
+This module imports pandas and datasets only (no model, no other module of this package besides ``env``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._env import hub_offline
+from .env import hub_offline
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict

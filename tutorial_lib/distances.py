@@ -8,11 +8,14 @@ B^2 vector differences. It has two numerical traps, both guarded below and both 
 1. rounding can make a squared distance slightly negative (then ``sqrt`` would return NaN);
 2. ``d/dx sqrt(x) = 1 / (2 sqrt(x))`` is infinite at ``x = 0``, i.e. on the diagonal and for duplicate points.
 
-The operations and their order are the same as in sentence-transformers' ``BatchHardTripletLossDistanceFunction``
-so that, for the same input, the distances agree bit for bit with the library the learner trains with (the exact
-BatchAll counting in :mod:`tutorial_lib.losses` relies on this).
+Cosine distances have a trap of their own: ``1 - cos`` rounds to about -1e-7 for (near-)duplicate points. Since
+sentence-transformers 6.3 they are clamped at 0 and the diagonal is set to exactly 0; this module does the same.
 
-This module imports torch only.
+The operations and their order are the same as in sentence-transformers' ``BatchHardTripletLossDistanceFunction``
+(6.3) so that, for the same input, the distances agree bit for bit with the library the learner trains with (the
+exact BatchAll counting of the fast engine, :mod:`tutorial_lib.engine`, relies on this).
+
+Teaching core: this module imports torch only.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ def check_embeddings(embeddings: Tensor, name: str = "embeddings") -> None:
         raise ValueError(f"{name} must have at least 1 column; got shape {tuple(embeddings.shape)}")
 
 
-def _upcast(embeddings: Tensor) -> Tensor:
+def upcast(embeddings: Tensor) -> Tensor:
+    """float16/bfloat16 embeddings as float32; other dtypes unchanged."""
     # float16/bfloat16 cannot hold squared distances accurately (and overflow at |x| ~ 256 in float16):
     # distances are always computed in float32 or better.
     if embeddings.dtype in (torch.float16, torch.bfloat16):
@@ -83,6 +87,18 @@ def safe_sqrt(x: Tensor) -> Tensor:
     return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), torch.zeros_like(x))
 
 
+def cosine_distances(x: Tensor) -> Tensor:
+    """``1 - cos(x_i, x_j)`` for (B, D) rows, clamped at 0 with an exact 0 diagonal (sentence-transformers 6.3).
+
+    Guard 3: for (near-)duplicate rows ``1 - cos`` rounds to about -1e-7; a distance is never negative, so clamp at
+    0 (the clamp passes no gradient where it is active). The diagonal (a point and itself) is set to exactly 0.
+    ``F.normalize`` divides by ``max(||x||, 1e-12)``: a zero vector stays zero instead of producing NaN.
+    """
+    unit = torch.nn.functional.normalize(x, p=2, dim=-1)
+    dist = (1 - torch.mm(unit, unit.t())).clamp_min(0.0)
+    return dist.fill_diagonal_(0.0)
+
+
 def pairwise_distances(embeddings: Tensor, distance: str = "euclidean") -> Tensor:
     """All pairwise distances of one batch.
 
@@ -90,7 +106,7 @@ def pairwise_distances(embeddings: Tensor, distance: str = "euclidean") -> Tenso
         embeddings: (B, D) floating tensor, B >= 2. float16/bfloat16 inputs (and inputs under ``torch.autocast``)
             are computed in float32.
         distance: ``"euclidean"`` (``||a - b||``), ``"squared_euclidean"`` (``||a - b||^2``) or ``"cosine"``
-            (``1 - cos(a, b)``, in [0, 2] up to rounding).
+            (``1 - cos(a, b)``, clamped to [0, 2 + rounding], 0 on the diagonal).
 
     Returns:
         (B, B) tensor ``dist`` with ``dist[i, j]`` the distance between rows i and j; float32 or float64.
@@ -102,95 +118,10 @@ def pairwise_distances(embeddings: Tensor, distance: str = "euclidean") -> Tenso
     check_embeddings(embeddings)
     check_distance(distance)
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        x = _upcast(embeddings)
+        x = upcast(embeddings)
         if distance == "cosine":
-            # F.normalize divides by max(||x||, 1e-12): a zero vector stays zero instead of producing NaN.
-            unit = torch.nn.functional.normalize(x, p=2, dim=-1)
-            return 1 - torch.mm(unit, unit.t())
+            return cosine_distances(x)
         dist2 = squared_euclidean_gram(x)
         if distance == "squared_euclidean":
             return dist2
         return safe_sqrt(dist2)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The same distances without autograd, and their backward pass written out (used by the fused losses)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def distances_for_backward(embeddings: Tensor, distance: str) -> tuple[Tensor, Tensor]:
-    """``(x, dist)``: the upcast embeddings and the values of :func:`pairwise_distances`, without autograd.
-
-    Computed in place where possible (one (B, B) buffer instead of four) and bit for bit equal to
-    :func:`pairwise_distances`: ``(-2 * dot + a) + b`` and ``(a - 2 * dot) + b`` round identically in IEEE
-    arithmetic, as do ``-s + 1`` and ``1 - s``.
-    """
-    with torch.no_grad(), torch.autocast(device_type=embeddings.device.type, enabled=False):
-        x = _upcast(embeddings.detach())
-        if distance == "cosine":
-            unit = torch.nn.functional.normalize(x, p=2, dim=-1)
-            return x, torch.mm(unit, unit.t()).neg_().add_(1)
-        dot = torch.matmul(x, x.t())
-        square_norm = dot.diagonal().clone()
-        dist2 = dot.mul_(-2.0).add_(square_norm.unsqueeze(0)).add_(square_norm.unsqueeze(1)).clamp_min_(0.0)
-        if distance == "squared_euclidean":
-            return x, dist2
-        return x, dist2.sqrt_()  # sqrt(0) = 0: the values of safe_sqrt
-
-
-def _weights_on_squared(grad_dist: Tensor, dist: Tensor, distance: str) -> Tensor:
-    """dL/d(squared distance) from dL/d(distance); zero where the distance is 0 (the guarded sqrt, or clamped)."""
-    if distance == "euclidean":
-        # d(d)/d(d^2) = 1 / (2 d); dividing by +inf where d == 0 gives the guard's zero without a 0 * inf
-        return grad_dist * 0.5 / torch.where(dist > 0, dist, torch.inf)
-    return torch.where(dist > 0, grad_dist, 0.0)
-
-
-def pairwise_distances_backward(grad_dist: Tensor, x: Tensor, dist: Tensor, distance: str) -> Tensor:
-    """dL/dx (B, D) from a dense dL/d(dist) (B, B), the backward of :func:`pairwise_distances` in one matmul.
-
-    Euclidean: with W = dL/d(d^2) and d^2_ij = |x_i|^2 + |x_j|^2 - 2 x_i.x_j,
-    ``dL/dx = 2 (rowsum W + colsum W) * x - 2 (W + W^T) @ x``. Cosine: with u = x / |x|,
-    ``dL/du = -(G + G^T) @ u``, then the backward of the normalisation.
-    """
-    if distance == "cosine":
-        return _normalize_backward(-(grad_dist + grad_dist.t()) @ _unit(x), x)
-    w = _weights_on_squared(grad_dist, dist, distance)
-    scale = w.sum(dim=0) + w.sum(dim=1)
-    w = w + w.t()
-    return 2 * (scale.unsqueeze(1) * x - w @ x)
-
-
-def sparse_distances_backward(rows: Tensor, cols: Tensor, grad: Tensor, x: Tensor, dist: Tensor, distance: str) -> Tensor:
-    """dL/dx (B, D) when dL/d(dist) is nonzero only at entries ``(rows[k], cols[k])`` with values ``grad[k]``.
-
-    O(K * D) work instead of a (B, B) x (B, D) matmul: batch-hard selects two pairs per anchor. Entries may repeat.
-
-    Args:
-        rows, cols: (K,) long; grad: (K,) dL/d dist[rows, cols]; x: (B, D); dist: (K,) the distances at the entries.
-    """
-    if distance == "cosine":
-        unit = _unit(x)
-        grad_unit = torch.zeros_like(x)
-        grad_unit.index_add_(0, rows, -grad.unsqueeze(1) * unit[cols])
-        grad_unit.index_add_(0, cols, -grad.unsqueeze(1) * unit[rows])
-        return _normalize_backward(grad_unit, x)
-    w = _weights_on_squared(grad, dist, distance)
-    diff = 2 * w.unsqueeze(1) * (x[rows] - x[cols])  # d(d^2_ij)/dx_i = 2 (x_i - x_j), and the negative for x_j
-    out = torch.zeros_like(x)
-    out.index_add_(0, rows, diff)
-    out.index_add_(0, cols, -diff)
-    return out
-
-
-def _unit(x: Tensor) -> Tensor:
-    return torch.nn.functional.normalize(x, p=2, dim=-1)
-
-
-def _normalize_backward(grad_unit: Tensor, x: Tensor) -> Tensor:
-    # u = x / max(|x|, 1e-12): where |x| > 1e-12, du/dx projects out the radial direction; below it (a zero vector)
-    # u = x / 1e-12 is linear.
-    norm = x.norm(dim=-1, keepdim=True)
-    unit = x / norm.clamp_min(1e-12)
-    radial = (unit * grad_unit).sum(dim=-1, keepdim=True)
-    return torch.where(norm > 1e-12, (grad_unit - unit * radial) / norm.clamp_min(1e-12), grad_unit / 1e-12)

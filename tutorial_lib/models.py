@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._env import best_device, offline_env
+from .env import best_device, offline_env
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

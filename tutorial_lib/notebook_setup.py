@@ -28,7 +28,7 @@ import random
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from ._env import best_device, fast_mode, hub_offline
+from .env import best_device, fast_mode, hub_offline
 
 __all__ = ["Env", "setup", "versions"]
 

@@ -1,7 +1,11 @@
-"""The four batch triplet losses as plain loops: the teaching version and the test oracle (notebooks 02-06).
+"""The rules of triplet mining as plain loops: the teaching version and the test oracle (notebooks 01-06).
 
 Read these line by line next to the formulas; they are deliberately slow (O(B^3) Python iterations) and never used
-by training code. The vectorized versions in :mod:`tutorial_lib.losses` must agree with them.
+by training code. The readable vectorized losses (:mod:`tutorial_lib.vectorized`) and the fast engine behind
+:mod:`tutorial_lib.losses` must agree with them. Besides the four losses, this module is the one home of a few
+small rules the whole series uses: which category a triplet falls in (:func:`triplet_category`), BatchAll's count
+threshold (:data:`COUNT_THRESHOLD`), how many examples sentence-transformers' ``GROUP_BY_LABEL`` sampler uses per
+epoch (:func:`group_by_label_epoch`), and how to compare two implementations (:func:`value_and_grad`).
 
 Tie rule (the same as :mod:`tutorial_lib.losses`):
 
@@ -16,23 +20,91 @@ Tie rule (the same as :mod:`tutorial_lib.losses`):
   above 1e-16, return 0.
 
 Distances come from a double loop over pairs (:func:`pairwise_distances`), so they can differ from the Gram-trick
-distances of :mod:`tutorial_lib.distances` by rounding; compare with a tolerance.
+distances of :mod:`tutorial_lib.distances` by rounding; compare with a tolerance. Cosine distances are clamped at 0
+and 0 on the diagonal, as in sentence-transformers 6.3.
 
-This module imports torch only.
+Teaching core: this module imports torch only.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 COUNT_THRESHOLD = 1e-16
+"""BatchAll's denominator counts triplets whose loss is above this value (sentence-transformers' constant)."""
+
+CATEGORIES = ("hard", "semi-hard", "easy")
+
+
+def triplet_category(d_ap: float, d_an: float, margin: float) -> str:
+    """The category of one triplet: ``"hard"``, ``"semi-hard"`` or ``"easy"`` (notebook 01).
+
+    * hard: the negative is no farther than the positive, ``d_an <= d_ap`` (the order is wrong);
+    * semi-hard: the order is right but the triplet is still active, ``(d_ap - d_an) + margin > 0``;
+    * easy: the loss is 0.
+
+    With margin 0 a triplet with ``d_an == d_ap`` counts as hard. The statistics of :func:`tutorial_lib.losses.
+    triplet_stats` and the pictures of :mod:`tutorial_lib.widgets` follow this rule (the tests check it).
+    """
+    if d_an <= d_ap:
+        return "hard"
+    if (d_ap - d_an) + margin > 0:
+        return "semi-hard"
+    return "easy"
+
+
+def value_and_grad(loss_fn, embeddings: Tensor) -> tuple[Tensor, Tensor]:
+    """``(loss_fn(x), d loss_fn / d x)`` at ``x = embeddings``, the way the notebooks compare implementations.
+
+    Args:
+        loss_fn: maps a (B, D) tensor to a 0-dim tensor.
+        embeddings: (B, D); not modified (a detached copy is differentiated).
+
+    Returns:
+        The detached 0-dim value and the (B, D) gradient (zeros where the value does not depend on the input).
+    """
+    x = embeddings.detach().clone().requires_grad_(True)
+    value = loss_fn(x)
+    grad = torch.autograd.grad(value, x, allow_unused=True)[0] if value.requires_grad else None
+    return value.detach(), torch.zeros_like(x) if grad is None else grad
+
+
+def group_by_label_epoch(label_counts: Sequence[int], batch_size: int, drop_last: bool = False) -> tuple[int, int]:
+    """``(examples used, batches)`` in one epoch of sentence-transformers' ``GroupByLabelBatchSampler``.
+
+    The sampler's arithmetic, written out (notebook 02): labels with fewer than 2 examples are never drawn; each
+    label contributes its examples in pairs (an odd one out waits); labels take turns emitting a pair until fewer
+    than 2 labels are left, so the largest label yields only as many pairs as the second largest; the stream is cut
+    into batches of ``batch_size``, and a last partial batch is kept when it holds at least 4 examples (and
+    ``drop_last`` is False). :func:`tutorial_lib.training.group_by_label_plan` asks the sampler itself; the tests
+    hold the two equal.
+
+    Args:
+        label_counts: the number of examples of each label.
+        batch_size: even and >= 4.
+
+    Returns:
+        ``(0, 0)`` when fewer than 2 labels have 2 examples (the sampler refuses such data).
+    """
+    pairs = sorted((n // 2 for n in label_counts if n >= 2), reverse=True)
+    if len(pairs) < 2:
+        return 0, 0
+    cap = pairs[1]  # the round in which only one label would be left
+    stream = 2 * sum(min(p, cap) for p in pairs)
+    batches, remainder = divmod(stream, batch_size)
+    if remainder >= 4 and not drop_last:
+        return stream, batches + 1
+    return batches * batch_size, batches
 
 
 def distance_between(u: Tensor, v: Tensor, distance: str = "euclidean") -> Tensor:
     """Distance between two vectors (D,), the slow and obvious way."""
     if distance == "cosine":
-        return 1 - torch.dot(u, v) / (u.norm().clamp_min(1e-12) * v.norm().clamp_min(1e-12))
+        # 1 - cos rounds to about -1e-7 for duplicates; a distance is never negative (sentence-transformers 6.3)
+        return (1 - torch.dot(u, v) / (u.norm().clamp_min(1e-12) * v.norm().clamp_min(1e-12))).clamp_min(0.0)
     squared = ((u - v) ** 2).sum()
     if distance == "squared_euclidean":
         return squared
@@ -43,11 +115,13 @@ def distance_between(u: Tensor, v: Tensor, distance: str = "euclidean") -> Tenso
 
 
 def pairwise_distances(embeddings: Tensor, distance: str = "euclidean") -> Tensor:
-    """(B, D) -> (B, B) by a double loop over pairs."""
+    """(B, D) -> (B, B) by a double loop over pairs; a point is at distance exactly 0 from itself."""
     batch_size = embeddings.shape[0]
+    zero = embeddings.sum() * 0  # a zero that keeps the graph (and the dtype)
     rows = []
     for i in range(batch_size):
-        rows.append(torch.stack([distance_between(embeddings[i], embeddings[j], distance) for j in range(batch_size)]))
+        rows.append(torch.stack([zero if i == j else distance_between(embeddings[i], embeddings[j], distance)
+                                 for j in range(batch_size)]))
     return torch.stack(rows)
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import math
 
 from . import data
-from ._env import fast_mode
+from .env import fast_mode
 from .models import ModelIntegrityError
 
 EXIT_BAD_INPUT = 2

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._env import fast_mode
+from .env import fast_mode
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from . import losses
-from ._env import _flag
+from .env import headless
 from .distances import pairwise_distances
 
 __all__ = [
@@ -78,10 +78,6 @@ _STRATEGY_NAMES = {
 # ----------------------------------------------------------------------------------------------------------------
 # The bundle: controls + summary + live plot, and a plain image for readers without a kernel
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _headless() -> bool:
-    return _flag("TRIPLET_HEADLESS")
 
 
 def _in_kernel() -> bool:
@@ -138,7 +134,7 @@ class WidgetBundle:
             from IPython.display import display
 
             display(self.figure)
-        if live and self._snapshot is not None and not _headless():
+        if live and self._snapshot is not None and not headless():
             # The live plot now shows the same thing as the plain image below it: hide the image.
             from IPython.display import HTML
 

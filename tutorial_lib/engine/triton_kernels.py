@@ -1,14 +1,15 @@
-"""Optional Triton kernels for BatchAll's exact counting on CUDA (the pure-PyTorch version is in :mod:`mining`).
+"""Optional Triton kernels for BatchAll's exact counting on CUDA (the PyTorch version is in :mod:`.counting`).
 
-:func:`tutorial_lib.mining.count_active` finds, by bisection, how many of an anchor's sorted negative distances make
+:func:`tutorial_lib.engine.counting.count_active` finds, by bisection, how many of an anchor's sorted negative distances make
 sentence-transformers' float expression ``(d_ap - d_an) + margin`` exceed a threshold. In PyTorch each bisection
 round is a dozen (B, B) kernels; here one kernel runs every round in registers, reading each anchor's sorted row
 from cache, and also sums what the loss value needs, so no (B, B) integer tensor is ever written. Same predicate,
 same float32 operations, so the counts are identical (the CUDA test run compares them with the PyTorch version).
 
-Used only for float32 CUDA tensors when Triton imports; ``TRIPLET_TRITON=0`` disables it, ``TRIPLET_TRITON=force``
+Used only for float32 CUDA tensors when Triton imports (:func:`tutorial_lib.engine.counting.use_triton`);
+``TRIPLET_TRITON=0`` disables it, ``TRIPLET_TRITON=force``
 also uses it on CPU tensors (with ``TRITON_INTERPRET=1``, for testing on a machine without a GPU).
-This module imports triton at import time: it is imported only where :func:`tutorial_lib.mining.use_triton` says so.
+This module imports triton at import time: it is imported only where ``use_triton`` says so.
 """
 
 from __future__ import annotations
@@ -17,11 +18,33 @@ import math
 
 import torch
 import triton
+from torch import Tensor
 import triton.language as tl
 
-from .mining import COUNT_THRESHOLD, sorted_masked_rows
+from ..reference import COUNT_THRESHOLD
 
 _BLOCK = 512
+
+
+def sorted_masked_rows(d: Tensor, labels: Tensor, positives: bool, max_elements: int = 1 << 24) -> Tensor:
+    """(B, B): each anchor's negative distances ascending (others +inf), or its positive ones (others and itself
+    -inf), sorted in a number of row chunks that depends only on B, so that the sort's temporary int64 indices stay
+    below ``max_elements`` entries (a full (B, B) int64 tensor is 512 MB at B = 8192)."""
+    size = d.shape[0]
+    out = torch.empty_like(d)
+    rows_per_chunk = max(1, max_elements // size)
+    for start in range(0, size, rows_per_chunk):
+        stop = min(start + rows_per_chunk, size)
+        same = labels[start:stop].unsqueeze(1) == labels.unsqueeze(0)
+        if positives:
+            # an anchor is not its own positive (a mask built on the device: no host-to-device copy)
+            itself = torch.arange(size, device=d.device).unsqueeze(0) == torch.arange(
+                start, stop, device=d.device).unsqueeze(1)
+            rows = torch.where(same & ~itself, d[start:stop], -math.inf)
+        else:
+            rows = torch.where(same, math.inf, d[start:stop])
+        out[start:stop] = rows.sort(dim=1).values
+    return out
 
 
 @triton.jit
@@ -29,7 +52,7 @@ def _positive_side_kernel(
     d_ptr,  # (B, B) float32 distances
     labels_ptr,  # (B,) integer labels
     sorted_neg_ptr,  # (B, B) float32: each anchor's negative distances ascending, +inf for the rest
-    ref_ptr,  # (B,) float32 per-anchor reference distance (see losses._BatchAll)
+    ref_ptr,  # (B,) float32 per-anchor reference distance (see functions.batch_all_forward)
     count_ptr,  # out (B, B) float32: active negatives per positive pair, 0 elsewhere
     counted_ptr,  # out (programs,) int32: per-program number of triplets with loss > 1e-16
     value_ptr,  # out (programs,) float32: per-program sum of count * ((d_ap - ref) + margin)

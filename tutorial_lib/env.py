@@ -1,13 +1,14 @@
-"""Environment switches shared by the helpers: fast mode, offline mode, the compute device.
+"""Environment switches shared by the helpers: fast mode, offline mode, progress bars, the compute device.
 
 Everything here reads the environment when called (never at import time), so a notebook or a test can change a
 variable and the next call sees it.
 
 * ``TRIPLET_FAST=1`` -- fast mode: notebooks (and CI) use fewer steps and PCA instead of UMAP.
 * ``HF_HUB_OFFLINE=1`` / ``HF_DATASETS_OFFLINE=1`` -- offline: nothing may contact the Hugging Face Hub.
+* ``TRIPLET_QUIET=1`` -- no progress bars (set while building the committed notebooks; learners see bars).
+* ``TRIPLET_HEADLESS=1`` -- widgets keep their static picture (notebook builds and tests).
 
-Also two small helpers the notebook tool and the results module share: where the repository is, and how a
-generated section of the README is replaced.
+Also where the repository checkout is, when there is one (an editable install).
 """
 
 from __future__ import annotations
@@ -20,18 +21,29 @@ from pathlib import Path
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def _flag(name: str) -> bool:
+def flag(name: str) -> bool:
+    """True when the environment variable ``name`` is set to 1/true/yes/on (any case)."""
     return os.environ.get(name, "").strip().lower() in _TRUE
 
 
 def fast_mode() -> bool:
     """True when the environment variable ``TRIPLET_FAST`` is set to 1/true/yes/on."""
-    return _flag("TRIPLET_FAST")
+    return flag("TRIPLET_FAST")
+
+
+def quiet() -> bool:
+    """True when ``TRIPLET_QUIET`` asks for no progress bars (the notebook build sets it)."""
+    return flag("TRIPLET_QUIET")
+
+
+def headless() -> bool:
+    """True when ``TRIPLET_HEADLESS`` asks widgets to keep their static picture."""
+    return flag("TRIPLET_HEADLESS")
 
 
 def hub_offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` asks for offline mode."""
-    return _flag("HF_HUB_OFFLINE") or _flag("HF_DATASETS_OFFLINE")
+    return flag("HF_HUB_OFFLINE") or flag("HF_DATASETS_OFFLINE")
 
 
 @contextlib.contextmanager
@@ -64,12 +76,3 @@ def checkout_root() -> Path | None:
     """The repository holding this package (an editable install), or None (installed from a wheel, e.g. on Colab)."""
     root = Path(__file__).resolve().parents[1]
     return root if (root / "notebooks").is_dir() else None
-
-
-def replace_between(text: str, start: str, end: str, block: str, what: str = "") -> str:
-    """``text`` with everything between the markers ``start`` and ``end`` replaced by ``block`` (markers kept)."""
-    if start not in text or end not in text:
-        raise ValueError(f"README.md needs the markers {start} and {end}{what}")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    return f"{head}{start}\n{block}\n{end}{tail}"

@@ -1,13 +1,13 @@
-"""Which triplets each strategy selects, and how many are active: the mining rules, defined once (notebooks 02-06).
+"""BatchAll's exact counting: how many triplets are active, per pair, in O(B^2) memory (the engine).
 
-Everything here works on a detached (B, B) distance matrix ``d`` and the two (B, B) masks, allocates O(B^2) memory,
-and never synchronises with the host (no ``.item()``, no data-dependent shapes). The losses
-(:mod:`tutorial_lib.losses`), the statistics, the widgets and the notebooks all call these functions.
+BatchAll divides its summed loss by the number of triplets whose loss is above 1e-16. Counting them naively means
+one entry per triplet, O(B^2 * K) with K examples per label; here each anchor's negative distances are sorted once
+and the active ones, a prefix of that order, are counted by bisection. The readable version of the same loss is
+:func:`tutorial_lib.vectorized.batch_all_triplet_loss`; the tests hold the two equal.
 
-Tie rule: among equally hard candidates the lowest index wins (``argmax``/``argmin`` return the first maximum,
-a stable sort keeps the lowest index first among equal values).
-
-This module imports torch only.
+Three formulations give identical counts: float32 CUDA inputs use the Triton kernels of
+:mod:`tutorial_lib.engine.triton_kernels` (when Triton imports); CPU inputs the compact one
+(:func:`batch_all_compact`); anything else the synchronisation-free PyTorch code of :func:`batch_all_counts`.
 """
 
 from __future__ import annotations
@@ -20,84 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-COUNT_THRESHOLD = 1e-16
-"""BatchAll's denominator counts triplets whose loss is above this value (sentence-transformers' constant)."""
-
-
-class Masks(NamedTuple):
-    """The masks of one batch. pos: (B, B) a != p, same label; neg: (B, B) different label; has_*: (B,) any."""
-
-    pos: Tensor
-    neg: Tensor
-    has_pos: Tensor
-    has_neg: Tensor
-
-
-def batch_masks(labels: Tensor) -> Masks:
-    """Both pair masks of a (B,) label tensor, and which anchors have a positive / a negative."""
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
-    pos = same & ~eye
-    neg = ~same
-    return Masks(pos, neg, pos.any(dim=1), neg.any(dim=1))
-
-
-class Mined(NamedTuple):
-    """What each strategy selects in one batch. Indices are row numbers of the batch; -1 means "none".
-
-    Attributes:
-        dist: (B, B) detached distance matrix the selection was made on.
-        pos_mask: (B, B) bool, valid anchor-positive pairs.
-        neg_mask: (B, B) bool, valid anchor-negative pairs.
-        hardest_positive: (B,) long, farthest positive of each anchor (-1 if the anchor has no positive).
-        hardest_negative: (B,) long, nearest negative of each anchor (-1 if it has none).
-        semi_hard_negative: (B, B) long, ``[a, p]`` is the negative BatchSemiHard pairs with the anchor-positive pair
-            (a, p): the nearest negative farther than p, else the farthest negative; -1 where (a, p) is not a
-            positive pair or a has no negative.
-        semi_hard_fallback: (B, B) bool, True where no negative was farther than the positive, so the farthest
-            negative was used.
-    """
-
-    dist: Tensor
-    pos_mask: Tensor
-    neg_mask: Tensor
-    hardest_positive: Tensor
-    hardest_negative: Tensor
-    semi_hard_negative: Tensor
-    semi_hard_fallback: Tensor
-
-
-def hardest_indices(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, has_pos: Tensor, has_neg: Tensor):
-    """(B,) indices of the farthest positive and the nearest negative; -1 where there is none.
-
-    ``argmax``/``argmin`` return the first index among equal values, which is the tie rule of
-    :mod:`tutorial_lib.reference`. Invalid entries are masked with -inf/+inf so they can never win.
-    """
-    hardest_pos = d.masked_fill(~pos_mask, -math.inf).argmax(dim=1)
-    hardest_neg = d.masked_fill(~neg_mask, math.inf).argmin(dim=1)
-    minus_one = torch.full_like(hardest_pos, -1)
-    return torch.where(has_pos, hardest_pos, minus_one), torch.where(has_neg, hardest_neg, minus_one)
-
-
-def semi_hard_indices(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, has_neg: Tensor):
-    """(B, B) semi-hard negative per anchor-positive pair and (B, B) fallback flags, in O(B^2) memory.
-
-    Each anchor's negatives are sorted once (other entries as +inf, which sort last). For the pair (a, p) the first
-    sorted value strictly greater than d(a, p) is the semi-hard negative (``searchsorted(..., right=True)``); a stable
-    sort puts the lowest index first among equal distances. When no finite value is greater, the farthest negative
-    is used instead.
-    """
-    batch_size = d.shape[0]
-    sorted_neg, order = d.masked_fill(~neg_mask, math.inf).sort(dim=1, stable=True)
-    position = torch.searchsorted(sorted_neg, d.contiguous(), right=True)  # (B, B), in [0, B]
-    clipped = position.clamp(max=batch_size - 1)
-    found = (position < batch_size) & torch.isfinite(sorted_neg.gather(1, clipped))
-    farthest = d.masked_fill(~neg_mask, -math.inf).argmax(dim=1, keepdim=True)  # (B, 1), first on ties
-    semi_hard = torch.where(found, order.gather(1, clipped), farthest)
-    valid = pos_mask & has_neg.unsqueeze(1)
-    semi_hard = torch.where(valid, semi_hard, torch.full_like(semi_hard, -1))
-    return semi_hard, valid & ~found
-
+from ..reference import COUNT_THRESHOLD
 
 
 def _triplet_loss_expr(d_ap: Tensor, d_an: Tensor, margin: float) -> Tensor:
@@ -162,27 +85,6 @@ def use_compact(d: Tensor) -> bool:
     data-dependent shape costs nothing, and P x K batches then need only B * (K - 1) queries instead of B^2.
     ``TRIPLET_DENSE=1`` selects the GPU's synchronisation-free formulation on the CPU too (the tests use it)."""
     return d.device.type == "cpu" and os.environ.get("TRIPLET_DENSE", "0") != "1"
-
-
-def sorted_masked_rows(d: Tensor, labels: Tensor, positives: bool, max_elements: int = 1 << 24) -> Tensor:
-    """(B, B): each anchor's negative distances ascending (others +inf), or its positive ones (others and itself
-    -inf), sorted in a number of row chunks that depends only on B, so that the sort's temporary int64 indices stay
-    below ``max_elements`` entries (a full (B, B) int64 tensor is 512 MB at B = 8192)."""
-    size = d.shape[0]
-    out = torch.empty_like(d)
-    rows_per_chunk = max(1, max_elements // size)
-    for start in range(0, size, rows_per_chunk):
-        stop = min(start + rows_per_chunk, size)
-        same = labels[start:stop].unsqueeze(1) == labels.unsqueeze(0)
-        if positives:
-            # an anchor is not its own positive (a mask built on the device: no host-to-device copy)
-            itself = torch.arange(size, device=d.device).unsqueeze(0) == torch.arange(
-                start, stop, device=d.device).unsqueeze(1)
-            rows = torch.where(same & ~itself, d[start:stop], -math.inf)
-        else:
-            rows = torch.where(same, math.inf, d[start:stop])
-        out[start:stop] = rows.sort(dim=1).values
-    return out
 
 
 def batch_all_counts(
@@ -288,52 +190,3 @@ def batch_all_compact(d: Tensor, pos_mask: Tensor, neg_mask: Tensor, margin: flo
     per_positive = torch.zeros_like(d)
     per_positive[anchor, positive] = per_pair.to(d.dtype)
     return per_positive, per_negative, counted, total
-
-
-def mine_distances(d: Tensor, masks: Masks) -> Mined:
-    """:class:`Mined` for a detached (B, B) distance matrix."""
-    hardest_pos, hardest_neg = hardest_indices(d, masks.pos, masks.neg, masks.has_pos, masks.has_neg)
-    semi_hard, fallback = semi_hard_indices(d, masks.pos, masks.neg, masks.has_neg)
-    return Mined(d, masks.pos, masks.neg, hardest_pos, hardest_neg, semi_hard, fallback)
-
-
-def statistics(mined: Mined, masks: Masks, counts: AllCounts) -> dict[str, Tensor]:
-    """The numbers of :func:`tutorial_lib.losses.triplet_stats`, from what mining already computed."""
-    d = mined.dist
-    pos_mask, neg_mask = masks.pos, masks.neg
-    n_neg = neg_mask.sum(dim=1, keepdim=True)  # (B, 1)
-    active = counts.per_positive  # (B, B) active negatives per positive pair (loss > 0)
-    # Hard: d_an <= d_ap. Both "hard" and "active" are prefixes of the sorted negatives, hence the max/min below.
-    hard = torch.searchsorted(counts.sorted_neg, d.contiguous(), right=True)
-    zero = torch.zeros_like(hard)
-    hard = torch.where(pos_mask, hard, zero)
-    semi_hard = torch.where(pos_mask, (active - hard).clamp(min=0), zero)
-    easy = torch.where(pos_mask, n_neg - torch.maximum(active, hard), zero)
-    n_valid = (pos_mask.sum(dim=1) * n_neg.squeeze(1)).sum()
-    n_active = active.sum()
-    anchors = masks.has_pos & masks.has_neg
-    n_anchors = anchors.sum()
-    d_ap = d.gather(1, mined.hardest_positive.clamp(min=0).unsqueeze(1)).squeeze(1)
-    d_an = d.gather(1, mined.hardest_negative.clamp(min=0).unsqueeze(1)).squeeze(1)
-    f = d.dtype
-    batch_size = d.shape[0]
-    n_pairs = (pos_mask & masks.has_neg.unsqueeze(1)).sum()
-
-    def ratio(num: Tensor, den: Tensor) -> Tensor:
-        # 0/0 (no valid triplet, no anchor with a positive) reports 0 rather than NaN.
-        return torch.where(den > 0, num.to(f) / den.clamp(min=1).to(f), torch.zeros((), dtype=f, device=d.device))
-
-    return {
-        "valid_triplets": n_valid,
-        "hard_triplets": hard.sum(),
-        "semi_hard_triplets": semi_hard.sum(),
-        "easy_triplets": easy.sum(),
-        "active_triplets": n_active,
-        "active_fraction": ratio(n_active, n_valid),
-        "hardest_positive_mean": ratio(torch.where(anchors, d_ap, torch.zeros_like(d_ap)).sum(), n_anchors),
-        "hardest_negative_mean": ratio(torch.where(anchors, d_an, torch.zeros_like(d_an)).sum(), n_anchors),
-        "semi_hard_fallback_rate": ratio(mined.semi_hard_fallback.sum(), n_pairs),
-        # The diagonal is 0 for euclidean distances (rounding noise for cosine): excluded, without boolean indexing
-        # (a data-dependent shape would synchronise with the GPU).
-        "mean_distance": (d.sum() - d.diagonal().sum()) / (batch_size * (batch_size - 1)),
-    }
