@@ -13,8 +13,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from oracle import DEVICE, examples
+
 from tutorial_lib import losses
 from tutorial_lib.engine.counting import batch_all_counts as _batch_all_counts
 from tutorial_lib.reference import COUNT_THRESHOLD

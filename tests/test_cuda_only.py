@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from oracle import DEVICE, OURS, STRATEGIES
+
 from tutorial_lib import losses
 
 pytestmark = pytest.mark.skipif(DEVICE.type != "cuda", reason="needs TEST_DEVICE=cuda")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from oracle import DEVICE, DISTANCES, examples
+
 from tutorial_lib import masks, reference
 from tutorial_lib.distances import pairwise_distances
 

@@ -7,11 +7,10 @@ import inspect
 
 import pytest
 import torch
+from exercise_contract import crashes, make_verdict, not_written
 
 from tutorial_lib import exercises, masks
 from tutorial_lib.distances import pairwise_distances
-
-from exercise_contract import crashes, make_verdict, not_written
 
 # Code that a solution would contain and a verdict must never print.
 SOLUTION_FRAGMENTS = ("relu(", "clamp(", "clamp_min", ".sqrt()", "torch.where", "unsqueeze", "[:, None]", "lambda",

@@ -4,11 +4,10 @@ with the hint that names its mistake (never an exception), and no verdict shows 
 from __future__ import annotations
 
 import torch
+from exercise_contract import contract_tests
 
 from tutorial_lib import exercises, losses, reference
 from tutorial_lib.distances import pairwise_distances
-
-from exercise_contract import contract_tests
 
 CHECKS = [exercises.check_batch_all_loss, exercises.check_active_fraction, exercises.check_batch_hard_loss,
           exercises.check_first_collapsed_step]

@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 
 import torch
+from exercise_contract import contract_tests
 
 from tutorial_lib import exercises
 from tutorial_lib.distances import pairwise_distances
-
-from exercise_contract import contract_tests
 
 CHECKS = [exercises.check_semi_hard_negative, exercises.check_fallback_rate, exercises.check_semi_hard_loss,
           exercises.check_soft_margin, exercises.check_batch_hard_soft_margin]

@@ -7,12 +7,11 @@ import statistics
 
 import numpy as np
 import torch
+from exercise_contract import contract_tests
 
 from tutorial_lib import exercises
 from tutorial_lib.evaluation import sample_triplets
 from tutorial_lib.training import group_by_label_plan
-
-from exercise_contract import contract_tests
 
 SOLUTION_FRAGMENTS = ("def ", "lambda", "argsort", "argmax", "argmin", "default_rng(seed)", "np.std(", "stdev(",
                       "fmean", "// 2", "min(")

@@ -4,11 +4,10 @@ and no verdict shows the solution."""
 from __future__ import annotations
 
 import torch
+from exercise_contract import contract_tests
 
 from tutorial_lib import exercises
 from tutorial_lib.distributed import gather_across_processes
-
-from exercise_contract import contract_tests
 
 # Code that a solution would contain and a verdict must never print.
 SOLUTION_FRAGMENTS = ("(k - 1) * b", "(per_label - 1)", ".detach()", "torch.cat(", "* world", "world_size *",

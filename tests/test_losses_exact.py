@@ -13,9 +13,6 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-
-from tutorial_lib.distances import pairwise_distances
-from tutorial_lib.st_losses import sentence_transformers_loss
 from oracle import (
     DEVICE,
     OURS,
@@ -25,13 +22,16 @@ from oracle import (
     STRATEGIES,
     VECTORIZED,
     batches,
-    examples,
     exactly_degenerate,
-    gram_ill_conditioned,
+    examples,
     grads_close,
+    gram_ill_conditioned,
     st_loss,
     value_and_grad,
 )
+
+from tutorial_lib.distances import pairwise_distances
+from tutorial_lib.st_losses import sentence_transformers_loss
 
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import given, settings
+from oracle import DEVICE, OURS, STRATEGIES, batches, examples
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from oracle import DEVICE, OURS, STRATEGIES, batches, examples
 from tutorial_lib import losses
 from tutorial_lib.distances import pairwise_distances
 from tutorial_lib.masks import triplet_mask

@@ -12,7 +12,8 @@ import torch.multiprocessing as mp
 
 from tutorial_lib import st_losses
 from tutorial_lib.models import tiny_model
-from tutorial_lib.scaling import CachedBatchTripletLoss, SavedActivations, _slice, demo_model, flat_gradient, two_process_gradients as run_demo
+from tutorial_lib.scaling import CachedBatchTripletLoss, SavedActivations, _slice, demo_model, flat_gradient
+from tutorial_lib.scaling import two_process_gradients as run_demo
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

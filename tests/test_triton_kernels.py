@@ -11,8 +11,8 @@ import os
 
 import pytest
 import torch
-
 from oracle import DEVICE
+
 from tutorial_lib.engine import counting, selection
 
 triton = pytest.importorskip("triton", reason="Triton is not installed (CPU-only machine)")
@@ -56,6 +56,7 @@ def test_the_losses_use_triton_on_cuda():
 @pytest.mark.parametrize("seed", range(4))
 def test_batch_all_loss_with_triton_equals_pytorch_path(seed, monkeypatch):
     from oracle import grads_close, value_and_grad
+
     from tutorial_lib import losses
 
     g = torch.Generator().manual_seed(seed)

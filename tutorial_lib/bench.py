@@ -31,6 +31,7 @@ import torch
 
 from . import losses
 from .losses import STRATEGIES, TITLES
+
 CPU_SIZES = (64, 256, 1024, 2048)
 CUDA_SIZES = (64, 256, 1024, 4096, 8192)
 MARGIN = 0.5

@@ -52,7 +52,6 @@ from __future__ import annotations
 import math
 import numbers
 
-import torch
 from torch import Tensor
 
 from .distances import check_distance, check_embeddings

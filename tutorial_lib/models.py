@@ -181,9 +181,9 @@ def tiny_model(
         A ``SentenceTransformer`` whose ``encode`` returns (N, dim) embeddings.
     """
     import torch
+    from safetensors.torch import save_file
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from safetensors.torch import save_file
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     vocab = list(dict.fromkeys([*_SPECIAL_TOKENS, *_PUNCTUATION, *_CHARACTERS, *("##" + c for c in _CHARACTERS),

@@ -52,16 +52,13 @@ __all__ = [
     "Results",
     "Separation",
     "append_run",
-    "extract_figure",
     "load_results",
     "markdown_table",
     "publish",
-    "results_block",
     "results_dir",
     "save_projection",
     "separation",
     "summary",
-    "update_readme",
 ]
 
 RUNS_FILE = "comparison.csv"

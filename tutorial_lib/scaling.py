@@ -41,7 +41,6 @@ from .distributed import gather_across_processes
 from .losses import check_margin
 from .st_losses import LOSSES, batch_loss, make_loss, single_text_column
 
-
 # ------------------------------------------------------------------------------------------------------------------
 # Gradient caching
 # ------------------------------------------------------------------------------------------------------------------

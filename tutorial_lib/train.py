@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import warnings
 from pathlib import Path
-
-import math
 
 from . import data
 from .env import fast_mode

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from . import losses
-from .env import headless
 from .distances import pairwise_distances
+from .env import headless
 
 __all__ = [
     "CATEGORY_COLORS",

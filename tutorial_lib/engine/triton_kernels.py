@@ -18,8 +18,8 @@ import math
 
 import torch
 import triton
-from torch import Tensor
 import triton.language as tl
+from torch import Tensor
 
 from ..reference import COUNT_THRESHOLD
 
