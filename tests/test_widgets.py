@@ -6,13 +6,19 @@ show (``triplet_stats``, ``mine``, the losses).
 
 from __future__ import annotations
 
+import ast
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from tutorial_lib import losses, reference, widgets
 from tutorial_lib.distances import pairwise_distances
+from tutorial_lib.widgets import bundle as widget_bundle
+from tutorial_lib.widgets import explorer as widget_explorer
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -193,9 +199,95 @@ def test_explorer_rejects_an_unknown_strategy():
 
 def test_explorer_histogram_covers_every_valid_triplet():
     emb, labels = clustered(seed=2)
-    bins, counts = widgets._valid_gaps(pairwise_distances(emb), labels)
+    bins, counts = widget_explorer._valid_gaps(pairwise_distances(emb), labels)
     assert counts.sum() == int(losses.triplet_stats(emb, labels, 0.5)["valid_triplets"])
     assert bins[0] <= 0 <= bins[-1]
+
+
+def real_batch(model, per_label: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``per_label`` training sentences of each bundled label, encoded by ``model``: (B, 384), (B,)."""
+    from tutorial_lib.data import load_bundled
+
+    train = load_bundled()["train"]
+    rows = {}
+    for i, label in enumerate(train["label"]):
+        if len(rows.setdefault(label, [])) < per_label:
+            rows[label].append(i)
+    chosen = [i for label in sorted(rows) for i in rows[label]]
+    texts = [train[i]["sentence"] for i in chosen]
+    labels = torch.tensor([train[i]["label"] for i in chosen])
+    return model.encode(texts, convert_to_tensor=True).cpu(), labels
+
+
+def explorer_colours_seen(bundle, embeddings: torch.Tensor, labels: torch.Tensor) -> set[str]:
+    """Assert that the explorer's figure colours as :func:`reference.triplet_category` does; return the categories
+    it showed.
+
+    Left axes: each negative of the anchor is drawn in the colour of its triplet with the anchor's hardest positive.
+    Right axes: each bar's height is the number of valid triplets whose gap d_an - d_ap falls in its bin, and a bin
+    whose triplets all share one category is drawn in that category's colour (a bin across 0 or the margin holds
+    two categories and may take either colour).
+    """
+    import numpy as np
+    from matplotlib.colors import to_rgba
+
+    anchor, margin = bundle.state["anchor"], bundle.state["margin"]
+    lab = labels.tolist()
+    dist = pairwise_distances(embeddings.float())
+    d = dist.double().numpy()
+    left, right = bundle.figure.axes
+    seen = set()
+
+    hp = reference.hardest_positive(dist, lab, anchor)
+    expected = {name: [] for name in widgets.CATEGORY_COLORS}
+    for n in range(len(lab)):
+        if lab[n] != lab[anchor]:
+            expected[reference.triplet_category(d[anchor, hp], d[anchor, n], margin)].append(d[anchor, n])
+    drawn = {collection.get_label(): collection for collection in left.collections}
+    for name, color in widgets.CATEGORY_COLORS.items():
+        points = drawn[f"{name} negatives"]
+        assert sorted(points.get_offsets()[:, 0].tolist()) == sorted(expected[name]), name
+        if expected[name]:
+            assert tuple(points.get_facecolor()[0]) == to_rgba(color), name
+            seen.add(name)
+
+    bins, _ = widget_explorer._valid_gaps(dist, labels)
+    per_bin = [[] for _ in range(len(bins) - 1)]
+    for a in range(len(lab)):
+        for p in range(len(lab)):
+            if p == a or lab[p] != lab[a]:
+                continue
+            for n in range(len(lab)):
+                if lab[n] != lab[a]:
+                    i = min(int(np.searchsorted(bins, d[a, n] - d[a, p], side="right")) - 1, len(per_bin) - 1)
+                    per_bin[i].append(reference.triplet_category(d[a, p], d[a, n], margin))
+    bars = right.patches
+    assert [bar.get_height() for bar in bars] == [len(names) for names in per_bin]
+    for bar, names in zip(bars, per_bin):
+        if len(set(names)) == 1:
+            assert bar.get_facecolor() == to_rgba(widgets.CATEGORY_COLORS[names[0]]), names[0]
+            seen.add(names[0])
+    return seen
+
+
+@pytest.mark.slow
+def test_explorer_colours_a_real_batch_as_the_reference_categories(default_st_model):
+    emb, labels = real_batch(default_st_model)
+    bundle = widgets.margin_explorer(emb, labels, strategy="batch_semi_hard")
+    low, high, _ = bundle.state["range"]
+    seen = set()
+    for anchor in (0, 9, 26):
+        bundle.controls["anchor"].value = anchor
+        for margin in (low, bundle.state["margin"], high):
+            bundle.controls["margin"].value = margin
+            seen |= explorer_colours_seen(bundle, emb, labels)
+    assert seen == set(widgets.CATEGORY_COLORS)  # every colour was checked somewhere
+
+
+def test_explorer_colours_follow_the_reference_categories():
+    emb, labels = clustered(seed=3)
+    bundle = widgets.margin_explorer(emb, labels, strategy="batch_hard", margin=0.6, anchor=4)
+    assert explorer_colours_seen(bundle, emb, labels) == set(widgets.CATEGORY_COLORS)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -254,7 +346,7 @@ class _FakeHandle:
 
 @pytest.mark.parametrize("headless", [True, False])
 def test_first_change_replaces_the_static_picture_unless_headless(monkeypatch, headless):
-    monkeypatch.setattr(widgets, "_in_kernel", lambda: True)
+    monkeypatch.setattr(widget_bundle, "_in_kernel", lambda: True)
     if headless:
         monkeypatch.setenv("TRIPLET_HEADLESS", "1")
     else:
@@ -281,3 +373,33 @@ def test_bundle_widget_holds_controls_summary_and_output():
     assert list(row.children) == list(bundle.controls.values())
     assert isinstance(summary, ipywidgets.HTML) and "softplus" in summary.value
     assert isinstance(out, ipywidgets.Output)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the package itself
+# ----------------------------------------------------------------------------------------------------------------
+
+WIDGET_MODULES = sorted(Path(widgets.__file__).parent.glob("*.py"))
+
+
+def test_no_widget_module_exceeds_400_lines():
+    assert len(WIDGET_MODULES) > 1
+    lengths = {path.name: len(path.read_text(encoding="utf-8").splitlines()) for path in WIDGET_MODULES}
+    assert {name: n for name, n in lengths.items() if n > 400} == {}
+
+
+def test_widget_modules_import_no_private_name():
+    private = []
+    for path in WIDGET_MODULES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("tutorial_lib")):
+                private += [f"{path.name}: {alias.name}" for alias in node.names if alias.name.startswith("_")]
+    assert private == []
+
+
+def test_importing_the_widgets_draws_nothing():
+    code = ("import sys, tutorial_lib.widgets; "
+            "print([m for m in ('matplotlib', 'ipywidgets', 'IPython') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "[]"
