@@ -548,7 +548,7 @@ from datasets import Dataset
 from IPython.utils.capture import capture_output
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-from tutorial_lib._env import hub_offline
+from tutorial_lib.env import hub_offline
 
 doc_model = load_model(None if hub_offline() else "microsoft/mpnet-base")
 # E.g. 0: sports, 1: economy, 2: politics

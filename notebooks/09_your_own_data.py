@@ -76,7 +76,7 @@ from sklearn.metrics import adjusted_rand_score
 from transformers.utils import logging as transformers_logging
 
 from tutorial_lib import results, training, viz
-from tutorial_lib._env import hub_offline
+from tutorial_lib.env import hub_offline
 from tutorial_lib.data import DataError, label_names, load_bundled, load_csv, load_hub
 from tutorial_lib.evaluation import encode, evaluate_embeddings
 from tutorial_lib.models import is_normalized, load_model

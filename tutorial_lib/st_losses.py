@@ -16,8 +16,13 @@ Differences from the sentence-transformers classes:
   (:mod:`tutorial_lib.distributed`);
 * after every forward pass ``last_stats`` holds :func:`tutorial_lib.losses.triplet_stats` of the batch as
   detached 0-dim tensors, which :mod:`tutorial_lib.training` logs (``track_stats=False`` skips that work);
-* the semantics of :mod:`tutorial_lib.losses` (single-label batches give 0, inputs are checked, ties go to the
-  lowest index).
+* the semantics of :mod:`tutorial_lib.losses` (single-label batches give 0, ties go to the lowest index).
+
+Labels: like sentence-transformers' four losses, these modules accept any label tensor with one entry per example
+-- shape (B,), or (B, 1) as a dataset's label column of one-element lists is collated -- and flatten it; a wrong
+count raises a ``ValueError`` naming both numbers. Labels must be integers (sentence-transformers also accepts
+floats, which usually means a regression column was passed by mistake). The functional API,
+:mod:`tutorial_lib.losses`, is strict: (B,) integer labels only.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from torch import Tensor, nn
 
 from .distances import check_distance
 from .distributed import gather_across_processes, world_size
-from .losses import check_margin, loss_and_stats
+from .losses import check_margin, check_strategy, loss_and_stats, st_class_name
 
 _HERMANS = """
 @misc{hermans2017defense,
@@ -63,6 +68,20 @@ def single_text_column(loss: nn.Module, sentence_features: Iterable[dict[str, Te
     return features[0]
 
 
+def flat_labels(loss: nn.Module, labels: Tensor | None, batch_size: int) -> Tensor:
+    """``labels`` as a (B,) tensor: (B,) and (B, 1) (any shape with B entries) are accepted, as in
+    sentence-transformers; anything else raises a one-line ``ValueError``."""
+    name = type(loss).__name__
+    if labels is None:
+        raise ValueError(f"{name} needs a 'label' column in the training data")
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"{name} expects the labels as a torch.Tensor; got {type(labels).__name__}")
+    if labels.numel() != batch_size:
+        raise ValueError(f"{name} expects {batch_size} labels (one per example), but got {labels.numel()} labels "
+                         f"with shape {tuple(labels.shape)}")
+    return labels.reshape(-1)
+
+
 def batch_loss(loss: nn.Module, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor] | None]:
     """The loss of one batch for a loss module with ``strategy``, ``margin``, ``distance``, ``track_stats`` and
     ``gather_across_devices`` attributes, and its statistics (None unless tracked).
@@ -73,8 +92,9 @@ def batch_loss(loss: nn.Module, embeddings: Tensor, labels: Tensor) -> tuple[Ten
 
     Args:
         embeddings: (B, D) this process's embeddings.
-        labels: (B,) integer labels.
+        labels: (B,) or (B, 1) integer labels.
     """
+    labels = flat_labels(loss, labels, embeddings.shape[0])
     scale = 1
     if loss.gather_across_devices:
         scale = world_size()
@@ -111,15 +131,18 @@ class _BatchTripletLoss(nn.Module):
 
         Args:
             sentence_features: a one-element list with the tokenized batch (what the trainer passes).
-            labels: (B,) integer tensor.
+            labels: (B,) or (B, 1) integer tensor.
         """
         embeddings = self.model(single_text_column(self, sentence_features))["sentence_embedding"]
         return self.compute_loss_from_embeddings([embeddings], labels)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
-        """The loss from already computed embeddings ((B, D) tensor in a one-element list), as in ST's losses."""
-        if labels is None:
-            raise ValueError(f"{type(self).__name__} needs a 'label' column in the training data")
+        """The loss from already computed embeddings ((B, D) tensor in a one-element list), as in ST's losses.
+
+        Args:
+            embeddings: ``[(B, D) tensor]``.
+            labels: (B,) or (B, 1) integer tensor.
+        """
         loss, self.last_stats = batch_loss(self, embeddings[0], labels)
         return loss
 
@@ -176,8 +199,7 @@ LOSSES = {
 
 def make_loss(strategy: str, model: nn.Module, margin: float | None = 0.5, distance: str = "euclidean", **kwargs):
     """Build the loss module for a strategy name; ``margin`` is ignored for the soft-margin loss."""
-    if strategy not in LOSSES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(LOSSES)}")
+    check_strategy(strategy)
     if strategy == "batch_hard_soft_margin":
         return LOSSES[strategy](model, distance=distance, **kwargs)
     return LOSSES[strategy](model, distance=distance, margin=0.5 if margin is None else margin, **kwargs)
@@ -195,13 +217,9 @@ def sentence_transformers_loss(strategy: str, model: nn.Module, margin: float | 
         "squared_euclidean": functools.partial(fn.euclidean_distance, squared=True),
         "cosine": fn.cosine_distance,
     }[check_distance(distance)]
+    cls = getattr(st, st_class_name(strategy))  # e.g. BatchHardTripletLoss
     if strategy == "batch_hard_soft_margin":
-        return st.BatchHardSoftMarginTripletLoss(model, distance_metric=distance_fn)
-    cls = {
-        "batch_all": st.BatchAllTripletLoss,
-        "batch_hard": st.BatchHardTripletLoss,
-        "batch_semi_hard": st.BatchSemiHardTripletLoss,
-    }[strategy]
+        return cls(model, distance_metric=distance_fn)
     return cls(model, distance_metric=distance_fn, margin=margin)
 
 
