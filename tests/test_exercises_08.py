@@ -1,13 +1,13 @@
-"""Notebook 08's self-checks: right answers pass, each typical mistake fails with its own hint (never an exception),
-and no verdict shows the solution."""
+"""Notebook 08's self-checks (scaling): right answers pass, each typical mistake fails with its own hint (never an
+exception), and no verdict shows the solution (tests/exercise_contract.py)."""
 
 from __future__ import annotations
 
 import torch
 from exercise_contract import contract_tests
 
-from tutorial_lib import exercises
 from tutorial_lib.distributed import gather_across_processes
+from tutorial_lib.exercises import check_gather_local_grad, check_process_gradients, check_st_batch_all_entries, nb08
 
 # Code that a solution would contain and a verdict must never print.
 SOLUTION_FRAGMENTS = ("(k - 1) * b", "(per_label - 1)", ".detach()", "torch.cat(", "* world", "world_size *",
@@ -48,10 +48,10 @@ def test_the_library_gather_without_processes_is_the_identity():
 
 
 RIGHT = [
-    (exercises.check_st_batch_all_entries, st_entries),
-    (exercises.check_st_batch_all_entries, st_entries_tensor),
-    (exercises.check_gather_local_grad, gather_local),
-    (exercises.check_process_gradients, process_gradients),
+    (check_st_batch_all_entries, st_entries),
+    (check_st_batch_all_entries, st_entries_tensor),
+    (check_gather_local_grad, gather_local),
+    (check_process_gradients, process_gradients),
 ]
 
 
@@ -123,26 +123,24 @@ def already_averaged(embeddings, labels, world_size, loss_fn):
 
 
 WRONG = [
-    (exercises.check_st_batch_all_entries, cube, "full cube"),
-    (exercises.check_st_batch_all_entries, with_the_anchor, "not its own positive"),
-    (exercises.check_st_batch_all_entries, rows_only, "counts the rows only"),
-    (exercises.check_st_batch_all_entries, valid_triplets, "number of valid triplets"),
-    (exercises.check_st_batch_all_entries, float_entries, "whole number"),
-    (exercises.check_gather_local_grad, gather_everything, "detach them"),
-    (exercises.check_gather_local_grad, gather_nothing, "must keep its autograd graph"),
-    (exercises.check_gather_local_grad, local_first, "rank order"),
-    (exercises.check_gather_local_grad, gather_a_list, "one torch tensor"),
-    (exercises.check_process_gradients, without_the_factor, "which factor"),
-    (exercises.check_process_gradients, every_slice_differentiable, "only into its own slice"),
-    (exercises.check_process_gradients, local_mining_only, "whole gathered batch"),
-    (exercises.check_process_gradients, already_averaged, "before any averaging"),
+    (check_st_batch_all_entries, cube, "full cube"),
+    (check_st_batch_all_entries, with_the_anchor, "not its own positive"),
+    (check_st_batch_all_entries, rows_only, "counts the rows only"),
+    (check_st_batch_all_entries, valid_triplets, "number of valid triplets"),
+    (check_st_batch_all_entries, float_entries, "whole number"),
+    (check_gather_local_grad, gather_everything, "detach them"),
+    (check_gather_local_grad, gather_nothing, "must keep its autograd graph"),
+    (check_gather_local_grad, local_first, "rank order"),
+    (check_gather_local_grad, gather_a_list, "one torch tensor"),
+    (check_process_gradients, without_the_factor, "which factor"),
+    (check_process_gradients, every_slice_differentiable, "only into its own slice"),
+    (check_process_gradients, local_mining_only, "whole gathered batch"),
+    (check_process_gradients, already_averaged, "before any averaging"),
 ]
 
 
-CHECKS = [exercises.check_st_batch_all_entries, exercises.check_gather_local_grad, exercises.check_process_gradients]
-
-
-# The contract every check keeps (tests/exercise_contract.py) -----------------------------------------------------
+CHECKS = [check_st_batch_all_entries, check_gather_local_grad, check_process_gradients]
 
 (test_a_right_answer_passes, test_a_wrong_answer_fails_with_its_hint, test_a_crash_a_stub_and_a_non_function,
- test_the_checks_are_exported_and_deterministic) = contract_tests(CHECKS, RIGHT, WRONG, SOLUTION_FRAGMENTS)
+ test_the_checks_are_exported_and_deterministic, test_a_verdict_never_shows_an_oracle_value) = contract_tests(
+    nb08, CHECKS, RIGHT, WRONG, SOLUTION_FRAGMENTS)

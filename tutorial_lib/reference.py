@@ -56,6 +56,15 @@ def triplet_category(d_ap: float, d_an: float, margin: float) -> str:
     return "easy"
 
 
+def triplet_loss(d_ap: Tensor, d_an: Tensor, margin: float) -> Tensor:
+    """The loss of a triplet, elementwise (any shape): ``max(0, (d_ap - d_an) + margin)`` (notebook 01).
+
+    Evaluated as ``(d_ap - d_an) + margin``, the order sentence-transformers uses; ``relu`` has a zero gradient
+    where the loss is exactly 0 (the tie rule above).
+    """
+    return torch.relu((d_ap - d_an) + margin)
+
+
 def value_and_grad(loss_fn, embeddings: Tensor) -> tuple[Tensor, Tensor]:
     """``(loss_fn(x), d loss_fn / d x)`` at ``x = embeddings``, the way the notebooks compare implementations.
 
@@ -155,6 +164,25 @@ def batch_all_from_distances(dist: Tensor, labels: Tensor, margin: float) -> Ten
     if counted == 0:
         return total * 0  # documented exception: nothing active, zero loss and gradient
     return total / counted
+
+
+def active_fraction_from_distances(dist: Tensor, labels: Tensor, margin: float) -> float:
+    """The share of valid triplets whose loss on a (B, B) distance matrix is above 0; 0.0 without a valid triplet.
+
+    BatchAll's number to watch (notebook 03): :func:`tutorial_lib.losses.triplet_stats` reports it as
+    ``active_fraction`` for a batch of embeddings.
+    """
+    labels = labels.tolist()
+    valid = active = 0
+    for a in range(len(labels)):
+        for p in range(len(labels)):
+            if p == a or labels[p] != labels[a]:
+                continue
+            for n in range(len(labels)):
+                if labels[n] != labels[a]:
+                    valid += 1
+                    active += bool(triplet_loss(dist[a, p], dist[a, n], margin) > 0)
+    return active / valid if valid else 0.0
 
 
 def hardest_positive(dist: Tensor, labels: list[int], a: int) -> int | None:
