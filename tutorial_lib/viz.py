@@ -7,7 +7,8 @@ and are not displayed twice by Jupyter's inline backend. Nothing happens at impo
 change, and UMAP (whose numba compilation takes 15-50 s on its first fit) is imported only when asked for.
 
 Colours are fixed per label id (``tab10``, or ``tab20`` beyond 10 labels), so the same class has the same colour
-in every panel and every notebook.
+in every panel and every notebook. A legend lists at most :data:`MAX_LEGEND_LABELS` labels: beyond that it would
+be taller than the figure (and squeeze the plot to nothing), so it is left out and a note in the panel says so.
 
 Public API::
 
@@ -33,7 +34,10 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["label_colors", "plot_before_after", "plot_history", "project_2d", "scatter_2d"]
+__all__ = ["MAX_LEGEND_LABELS", "label_colors", "plot_before_after", "plot_history", "project_2d", "scatter_2d"]
+
+MAX_LEGEND_LABELS = 20
+"""The most labels a legend lists; with more, the legend is replaced by a one-line note in the panel."""
 
 HISTORY_PANELS = (
     ("loss", "loss"),
@@ -114,6 +118,8 @@ def scatter_2d(
 
     Args:
         ax: draw into this axes (e.g. one panel of a bigger figure); None makes a new figure.
+        legend: draw a legend of the label names; with more than :data:`MAX_LEGEND_LABELS` labels present, a note
+            in the panel replaces it (colours repeat beyond 20 labels anyway).
 
     Returns:
         The figure holding the axes.
@@ -133,7 +139,11 @@ def scatter_2d(
         ax.scatter(points[chosen, 0], points[chosen, 1], s=point_size, color=colors[label], label=name, alpha=0.8)
     if title:
         ax.set_title(title)
-    if legend:
+    shown = len(np.unique(labels))
+    if legend and shown > MAX_LEGEND_LABELS:
+        ax.text(0.01, 0.99, f"{shown} labels: no legend (over {MAX_LEGEND_LABELS}); colours repeat",
+                transform=ax.transAxes, ha="left", va="top", fontsize="small", color="0.3")
+    elif legend:
         ax.legend(fontsize="small", markerscale=1.5, loc="best")
     return ax.figure
 
