@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tutorial_lib import bootstrap, distances, exercises, masks, reference, vectorized
+from tutorial_lib import bootstrap, distances, exercises, masks, monitor, reference, vectorized
 
 PACKAGE = Path(exercises.__file__).parent
 MODULES = sorted(path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__")
 NOTEBOOK_MODULES = [name for name in MODULES if re.fullmatch(r"nb\d\d", name)]
-TEACHING_CORE = {"reference", "vectorized", "distances", "masks", "bootstrap"}
+TEACHING_CORE = {"reference", "vectorized", "distances", "masks", "bootstrap", "monitor"}  # monitor: the collapse rule, pure
 
 
 def _source(name: str) -> str:
@@ -76,7 +76,8 @@ def test_every_module_is_small(name):
 
 @pytest.mark.parametrize("name", MODULES)
 def test_oracles_come_from_the_teaching_core(name):
-    """Imports from tutorial_lib are the teaching core (and the runner): never training, losses or evaluation."""
+    """Imports from tutorial_lib are the teaching core, the pure collapse rule and the runner: never training, losses
+    or evaluation."""
     tree = ast.parse(_source(name))
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 2:
@@ -88,7 +89,7 @@ def test_oracles_come_from_the_teaching_core(name):
             assert not any(n and n.startswith("tutorial_lib") for n in names), names
 
 
-_CORE_FUNCTIONS = {name for module in (reference, vectorized, distances, masks, bootstrap)
+_CORE_FUNCTIONS = {name for module in (reference, vectorized, distances, masks, bootstrap, monitor)
                    for name, value in vars(module).items() if callable(value) and not name.startswith("__")}
 _ORACLE_WORDS = ("batch_all", "batch_hard", "semi_hard", "soft_margin", "fallback", "category", "hardest",
                  "bootstrap", "group_by_label", "active_fraction", "triplet_loss", "pairwise", "want", "expected",

@@ -1,4 +1,5 @@
-"""tutorial_lib.training: GROUP_BY_LABEL rules, the per-step history, the NaN stop and the collapse warning.
+"""tutorial_lib.training: GROUP_BY_LABEL rules, the schedule, the per-step history, the non-finite stops, the collapse
+warning, evaluators and progress bars.
 
 Everything trains the tiny random model for a few steps on 24 toy sentences (about a second per run).
 """
@@ -11,10 +12,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
-from tutorial_lib import st_losses, training
-from tutorial_lib.training import CollapseWarning, NonFiniteLossError, group_by_label_plan
+from tutorial_lib import reference, st_losses, training
+from tutorial_lib.training import CollapseWarning, NonFiniteLossError, group_by_label_plan, learning_rate_factor
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -88,6 +91,43 @@ def test_plan_matches_sentence_transformers_sampler(counts, batch_size, drop_las
     assert plan.used_per_epoch == sum(len(b) for b in batches)
 
 
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.integers(1, 40), min_size=2, max_size=8), half=st.integers(2, 20), drop_last=st.booleans())
+def test_the_sampler_and_the_teaching_arithmetic_agree(counts, half, drop_last):
+    """The plan comes from sentence-transformers' sampler itself; reference.group_by_label_epoch writes its
+    arithmetic out for notebook 02. The two agree on the installed version."""
+    labels = [label for label, n in enumerate(counts) for _ in range(n)]
+    if sum(n >= 2 for n in counts) < 2:
+        return
+    plan = group_by_label_plan(labels, 2 * half, drop_last=drop_last)
+    assert (plan.used_per_epoch, plan.batches_per_epoch) == reference.group_by_label_epoch(counts, 2 * half, drop_last)
+
+
+# --- the schedule ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("total, warmup", [(1, 0), (2, 1), (10, 1), (27, 3), (100, 10)])
+def test_no_update_runs_at_learning_rate_0(total, warmup):
+    factors = [learning_rate_factor(step, warmup, total) for step in range(total)]
+    assert all(f > 0 for f in factors) and max(factors) == 1.0
+    assert factors[:warmup + 1] == sorted(factors[:warmup + 1]) and factors[warmup:] == sorted(factors[warmup:])[::-1]
+
+
+def test_a_single_step_changes_the_weights(tiny_st_model, toy_dataset):
+    """transformers' own warm-up starts at 0: a 1-step run (or the first step of any run) used to change nothing."""
+    before = {k: v.detach().clone() for k, v in tiny_st_model.state_dict().items()}
+    result = _quick(tiny_st_model, toy_dataset, st_losses.make_loss("batch_hard", tiny_st_model), max_steps=1)
+    assert result.steps == 1 and result.history["learning_rate"].iloc[0] > 0
+    assert any(not torch.equal(v, before[k]) for k, v in tiny_st_model.state_dict().items())
+
+
+@pytest.mark.parametrize("kwargs", [{"max_steps": 0}, {"max_steps": -3}, {"max_steps": None, "epochs": -1},
+                                    {"max_steps": None, "epochs": float("nan")}, {"warmup_ratio": 1.5}])
+def test_nonsense_lengths_are_refused_before_training(tiny_st_model, toy_dataset, kwargs):
+    with pytest.raises(ValueError, match="max_steps|epochs|warmup_ratio"):
+        _quick(tiny_st_model, toy_dataset, st_losses.make_loss("batch_hard", tiny_st_model), **kwargs)
+
+
 # --- train() -----------------------------------------------------------------------------------------------------
 
 
@@ -113,7 +153,7 @@ def test_train_records_one_row_per_step_with_the_mining_stats(tiny_st_model, toy
     assert np.isfinite(history["loss"]).all() and (history["loss"] >= 0).all()
     assert result.train_seconds > 0 and result.model is tiny_st_model and not result.collapsed
     assert result.eval_history.empty
-    assert history["learning_rate"].iloc[0] < history["learning_rate"].max()  # warmup
+    assert 0 < history["learning_rate"].iloc[0] < history["learning_rate"].max()  # warm-up, never at 0
     # each row is that step's batch: the value and the statistics the loss module returned, not a running average
     np.testing.assert_allclose(history["loss"], [v for v, _ in loss.returned], rtol=1e-6)
     for column in STAT_COLUMNS:
@@ -221,7 +261,7 @@ def test_a_soft_margin_loss_pinned_at_ln2_warns_of_collapse(tiny_st_model, toy_d
 
 def test_a_vanishing_mean_distance_warns_of_collapse(tiny_st_model, toy_dataset):
     loss = _Constant(tiny_st_model, 0.3, margin=0.5, shrink=True)  # mean distance 1, 1/8, 1/27, 1/64, 1/125
-    with pytest.warns(CollapseWarning, match="mean pairwise distance fell from 1 to 0.008"):
+    with pytest.warns(CollapseWarning, match=r"at step 2: the mean pairwise distance fell from 1 to 0.125 \(below 0.3"):
         _quick(tiny_st_model, toy_dataset, loss, max_steps=5)
 
 
@@ -232,15 +272,75 @@ def test_a_healthy_run_does_not_warn(tiny_st_model, toy_dataset):
     assert not result.collapsed
 
 
-def test_quiet_model_card_silences_the_model_card_bar_and_restores_it():
-    import sentence_transformers.base.model_card as card
+class _NanGradient(torch.autograd.Function):
+    """Identity forward; a NaN gradient backward (a finite loss hiding non-finite gradients)."""
 
-    from tutorial_lib.training import quiet_model_card
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
 
-    original = card.tqdm
-    with quiet_model_card():
-        bar = card.tqdm(range(3))
-        assert bar.disable and list(bar) == [0, 1, 2]
-    assert card.tqdm is original
-    with quiet_model_card(quiet=False):
-        assert card.tqdm is original
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+class _NanGradientLoss(nn.Module):
+    def __init__(self, model, nan_at: int):
+        super().__init__()
+        self.inner = st_losses.make_loss("batch_hard", model)
+        self.model = model
+        self.calls, self.nan_at = 0, nan_at
+
+    def forward(self, features, labels):
+        self.calls += 1
+        embeddings = self.model(features[0])["sentence_embedding"]
+        if self.calls >= self.nan_at:
+            embeddings = _NanGradient.apply(embeddings)
+        return self.inner.compute_loss_from_embeddings([embeddings], labels)
+
+
+def test_non_finite_gradients_stop_training_before_the_update(tiny_st_model, toy_dataset):
+    loss = _NanGradientLoss(tiny_st_model, nan_at=2)
+    first = {}
+
+    from transformers import TrainerCallback
+
+    class Keep(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            first.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    with pytest.raises(NonFiniteLossError, match="gradients became NaN/inf at step 2") as info:
+        _quick(tiny_st_model, toy_dataset, loss, max_steps=4, callbacks=[Keep()])
+    assert info.value.step == 2 and np.isfinite(info.value.history["loss"]).all()
+    for name, value in tiny_st_model.state_dict().items():  # the NaN gradients changed nothing
+        assert torch.equal(value, first[name]), name
+
+
+def test_an_evaluator_is_logged_and_the_best_checkpoint_kept(tiny_st_model, toy_dataset, tmp_path):
+    from tutorial_lib.evaluation import triplet_evaluator
+
+    evaluator = triplet_evaluator(toy_dataset, name="toy")
+    result = _quick(tiny_st_model, toy_dataset, st_losses.make_loss("batch_all", tiny_st_model), evaluator=evaluator,
+                    keep_best=True, eval_steps=2, output_dir=str(tmp_path / "checkpoints"))
+    metric = f"eval_{evaluator.primary_metric}"
+    assert list(result.eval_history["step"]) == [0, 2, 4] and metric in result.eval_history  # 0: before training
+    trained = result.eval_history[result.eval_history["step"] > 0]
+    best = trained.loc[trained[metric].idxmax(), "step"]
+    assert result.best_step == best
+    assert len(list((tmp_path / "checkpoints").glob("checkpoint-*"))) <= 2  # save_total_limit=1 (+ the best)
+
+
+def test_keep_best_needs_an_evaluator(tiny_st_model, toy_dataset):
+    with pytest.raises(ValueError, match="keep_best=True needs an evaluator"):
+        _quick(tiny_st_model, toy_dataset, st_losses.make_loss("batch_all", tiny_st_model), keep_best=True)
+
+
+def test_progress_bars_follow_triplet_quiet(tiny_st_model, toy_dataset, monkeypatch, capfd):
+    loss = st_losses.make_loss("batch_hard", tiny_st_model)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.delenv("TRIPLET_QUIET", raising=False)
+    _quick(tiny_st_model, toy_dataset, loss, max_steps=2, progress=None)
+    assert "2/2" in capfd.readouterr().err  # the trainer's bar, for a learner
+    monkeypatch.setenv("TRIPLET_QUIET", "1")
+    _quick(tiny_st_model, toy_dataset, loss, max_steps=2, progress=None)
+    assert "2/2" not in capfd.readouterr().err

@@ -1,69 +1,53 @@
-"""Train a sentence-transformer with a batch triplet loss and watch the mining statistics (notebook 07).
+"""Train a sentence-transformer with a batch triplet loss and watch the mining statistics (notebooks 03-10).
 
 :func:`train` is a thin wrapper over sentence-transformers' ``SentenceTransformerTrainer`` with the settings online
 triplet mining needs:
 
 * ``BatchSamplers.GROUP_BY_LABEL``: every batch holds at least 2 labels with at least 2 examples each, so every
-  anchor can have a positive and a negative. Its rules (sentence-transformers 6.2, ``GroupByLabelBatchSampler``) are
-  checked up front by :func:`group_by_label_plan`: the batch size must be even and >= 4 (labels enter a batch two
-  examples at a time); labels with fewer than 2 examples are never sampled; each label's examples are used in pairs
-  (an odd one out waits for the next epoch); and the stream stops when only one label is left, so the largest label
-  is used only as often as the second largest -- on imbalanced data much of it is unused in every epoch.
-* a per-step history (:class:`TrainResult` ``.history``, a ``pandas.DataFrame``): ``step``, ``epoch``, ``loss`` (the
-  batch's own loss, not the trainer's running average), ``learning_rate`` and, when the loss is a
-  :mod:`tutorial_lib.st_losses` module, its ``last_stats`` (``active_fraction``, ``mean_distance``,
-  ``hardest_positive_mean``, ``hardest_negative_mean``, ``semi_hard_fallback_rate``, triplet counts).
-* guards: a NaN/inf loss stops training *before* its backward pass (the weights keep their last finite values) and
-  raises :class:`NonFiniteLossError`, which carries the history; a collapse (loss pinned at the margin -- ln 2 for
-  the soft margin -- for ``collapse_patience`` steps, or the mean distance below 1% of its first value) gives a
-  :class:`CollapseWarning` and sets ``TrainResult.collapsed``; training goes on.
+  anchor has a positive and a negative. :func:`group_by_label_plan` checks its rules up front and asks the sampler
+  itself how many examples one epoch uses (labels with one example are never drawn, odd counts leave one out, and
+  the largest label is used only as often as the second largest: the arithmetic is
+  :func:`tutorial_lib.reference.group_by_label_epoch`);
+* every reported step is an update: AdamW with a linear warm-up that starts *above* 0 (the first update uses
+  ``peak / (W + 1)`` for W warm-up steps; a warm-up that starts at 0, as transformers' schedule does, makes the
+  first step a no-op) and a linear decay that ends above 0 (:func:`learning_rate_factor`);
+* a per-step history, a stop before any update whose loss or gradients are non-finite, and the collapse detector
+  (:mod:`tutorial_lib.monitor`);
+* optional sentence-transformers evaluators (``evaluator=``), logged into ``eval_history`` and, with
+  ``keep_best=True``, used to keep the best checkpoint by the evaluator's primary metric;
+* progress bars on, unless ``progress=False`` or ``TRIPLET_QUIET=1`` (the build of the committed notebooks).
 
 Public API::
 
     train(model, train_dataset, loss, *, epochs=1, max_steps=None, batch_size=32, ...) -> TrainResult
     group_by_label_plan(labels, batch_size, label_names=None)                           -> SamplerPlan
+    learning_rate_factor(step, warmup_steps, total_steps)                              -> float
 
 Imports sentence-transformers and transformers inside the functions (importing this module is instant).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .env import quiet
+from .monitor import CollapseWarning, NonFinite, NonFiniteLossError, StepRecorder
 
 if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
 
-__all__ = ["CollapseWarning", "NonFiniteLossError", "SamplerPlan", "TrainResult", "group_by_label_plan", "quiet_model_card", "train"]
+__all__ = ["CollapseWarning", "NonFiniteLossError", "SamplerPlan", "TrainResult", "group_by_label_plan",
+           "learning_rate_factor", "train"]
 
 _UNUSED_WARN_FRACTION = 0.1  # warn when GROUP_BY_LABEL leaves more than this share of examples unused per epoch
-
-
-class CollapseWarning(UserWarning):
-    """Training looks collapsed: every embedding is drifting to the same point."""
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; training was stopped before that step's update.
-
-    Attributes:
-        step: the optimizer step (1-based) whose batch gave the non-finite loss.
-        history: the per-step history up to and including that batch.
-    """
-
-    def __init__(self, message: str, step: int, history: pd.DataFrame):
-        super().__init__(message)
-        self.step = step
-        self.history = history
 
 
 @dataclass
@@ -71,14 +55,15 @@ class TrainResult:
     """What :func:`train` returns.
 
     Attributes:
-        model: the trained model (the same object that was passed in).
+        model: the trained model (the same object that was passed in; with ``keep_best``, the best checkpoint).
         history: one row per optimizer step: step, epoch, loss, learning_rate and the loss's statistics.
-        eval_history: one row per evaluation (step, eval_loss); empty without ``eval_dataset``.
+        eval_history: one row per evaluation: step, eval_loss (with ``eval_dataset``) and the evaluator's metrics.
         train_seconds: wall-clock time of ``trainer.train()``.
-        steps: optimizer steps taken.
+        steps: optimizer steps taken (every one an update).
         collapsed: True if a :class:`CollapseWarning` was given.
         plan: what GROUP_BY_LABEL does with the training labels (:class:`SamplerPlan`).
         messages: the warnings given (sampler explanations, collapse), as text.
+        best_step: with ``keep_best``, the step of the checkpoint that was kept.
     """
 
     model: Any
@@ -89,15 +74,16 @@ class TrainResult:
     collapsed: bool = False
     plan: SamplerPlan | None = None
     messages: list[str] = field(default_factory=list)
+    best_step: int | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# GROUP_BY_LABEL's rules, checked before any work
+# GROUP_BY_LABEL, checked before any work and measured by the sampler itself
 # ----------------------------------------------------------------------------------------------------------------
 
 
 class SamplerPlan(NamedTuple):
-    """What ``GroupByLabelBatchSampler`` draws from a training set in one epoch (sentence-transformers 6.2)."""
+    """What ``GroupByLabelBatchSampler`` draws from a training set in one epoch."""
 
     examples: int  # rows in the data set
     used_per_epoch: int  # rows that appear in some batch of an epoch
@@ -107,24 +93,27 @@ class SamplerPlan(NamedTuple):
     messages: list[str]  # explanations worth a warning
 
 
-def group_by_label_plan(
-    labels: Sequence[int], batch_size: int, label_names: Sequence[str] | None = None, drop_last: bool = False
-) -> SamplerPlan:
-    """Check the GROUP_BY_LABEL rules for ``labels`` and count how many examples one epoch uses.
-
-    Mirrors ``GroupByLabelBatchSampler.__init__``/``__len__`` of sentence-transformers 6.2: labels take turns
-    emitting 2 examples each until fewer than 2 labels are left; the stream is cut into batches of ``batch_size``;
-    a last partial batch is kept if it holds at least 4 examples (and ``drop_last`` is False).
-
-    Raises:
-        ValueError: an odd batch size or one below 4; fewer than 2 labels with at least 2 examples.
-    """
+def _check_batch_size(batch_size: Any) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 4 or batch_size % 2:
         hint = f" Try {max(4, batch_size // 2 * 2)}." if isinstance(batch_size, int) else ""
         raise ValueError(
             f"batch_size must be an even number >= 4 for GROUP_BY_LABEL batches (each label enters a batch with 2 "
             f"examples, and a batch needs at least 2 labels); got {batch_size!r}.{hint}"
         )
+
+
+def group_by_label_plan(
+    labels: Sequence[int], batch_size: int, label_names: Sequence[str] | None = None, drop_last: bool = False
+) -> SamplerPlan:
+    """Check the GROUP_BY_LABEL rules for ``labels`` and count, with the sampler itself, what one epoch uses.
+
+    Raises:
+        ValueError: an odd batch size or one below 4; fewer than 2 labels with at least 2 examples.
+    """
+    from datasets import Dataset
+    from sentence_transformers.base.sampler import GroupByLabelBatchSampler
+
+    _check_batch_size(batch_size)
 
     def name(label: int) -> str:
         return str(label_names[label]) if label_names is not None else str(label)
@@ -137,30 +126,28 @@ def group_by_label_plan(
             f"GROUP_BY_LABEL needs at least 2 labels with at least 2 examples each (an anchor needs a positive and "
             f"a negative); found {len(kept)} such label(s) among {len(counts)}"
         )
+    sampler = GroupByLabelBatchSampler(Dataset.from_dict({"label": [int(y) for y in labels]}), batch_size=batch_size,
+                                       drop_last=drop_last, valid_label_columns=["label"], seed=0)
+    batches = list(sampler)  # indices only: no text is read
+    used, total = sum(len(batch) for batch in batches), sum(counts.values())
     pairs = sorted(((n // 2, k) for k, n in kept.items()), reverse=True)
-    cap = pairs[1][0]  # the stream stops when only one label is left: the largest is cut to the second largest
-    stream = 2 * sum(min(p, cap) for p, _ in pairs)
-    batches, remainder = divmod(stream, batch_size)
-    used = batches * batch_size
-    if remainder >= 4 and not drop_last:
-        batches, used = batches + 1, stream
-    total = sum(counts.values())
+    cap = pairs[1][0]  # the stream stops when only one label is left (see reference.group_by_label_epoch)
+    capped = name(pairs[0][1]) if pairs[0][0] > cap else None
     messages = []
     if dropped:
         listed = ", ".join(f"{k!r} ({n})" for k, n in list(dropped.items())[:5])
         messages.append(f"{len(dropped)} label(s) with fewer than 2 examples are never sampled: {listed}")
-    largest_pairs, largest = pairs[0]
-    capped = name(largest) if largest_pairs > cap else None
     if total - used > _UNUSED_WARN_FRACTION * total:
         reasons = []
         if capped is not None:
             reasons.append(
-                f"label {capped!r} has {kept[largest]} examples but only {2 * cap} are drawn, as many as the second "
-                f"largest label {name(pairs[1][1])!r} (the sampler stops when only one label is left; balance the "
-                "classes to use more)"
+                f"label {capped!r} has {kept[pairs[0][1]]} examples but only {2 * cap} are drawn, as many as the "
+                f"second largest label {name(pairs[1][1])!r} (the sampler stops when only one label is left; "
+                "balance the classes to use more)"
             )
         if odd := sum(n % 2 for n in kept.values()):
             reasons.append(f"{odd} label(s) with an odd count leave one example out")
+        stream = 2 * sum(min(p, cap) for p, _ in pairs)
         if stream - used:
             reasons.append(f"the last partial batch of {stream - used} is dropped (under 4, or drop_last)")
         if dropped:
@@ -170,129 +157,46 @@ def group_by_label_plan(
             f"{(total - used) / total:.0%}): {'; '.join(reasons)}. Examples are reshuffled every epoch, so "
             "different ones are left out each time."
         )
-    return SamplerPlan(total, used, batches, dropped, capped, messages)
+    return SamplerPlan(total, used, len(batches), dropped, capped, messages)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Per-step recording, NaN stop and collapse detection
+# The learning-rate schedule
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class _NonFinite(Exception):
-    """Raised inside the loss hook to stop the trainer before the backward pass of a non-finite loss."""
+def learning_rate_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """The share of the peak learning rate that update ``step`` (0-based) uses: never 0 on a real update.
 
-
-def _pinned_loss(loss: nn.Module) -> float | None:
-    """The loss value of a fully collapsed batch (all distances 0): the margin, or ln 2 for the soft margin.
-
-    With ``gather_across_devices`` the losses return the global loss times the number of processes (so that DDP's
-    averaging gives the single-process gradient, see :mod:`tutorial_lib.distributed`): the pinned value scales too.
+    Linear warm-up ``(step + 1) / (warmup_steps + 1)`` for the first ``warmup_steps`` updates, then linear decay
+    ``(total_steps - step) / (total_steps - warmup_steps)``, which is 1 at the end of the warm-up and
+    ``1 / (total - warmup)`` at the last update.
     """
-    from .distributed import world_size  # imports torch; kept out of module import time
-
-    scale = world_size() if getattr(loss, "gather_across_devices", False) else 1
-    if getattr(loss, "strategy", None) == "batch_hard_soft_margin" or "SoftMargin" in type(loss).__name__:
-        return math.log(2.0) * scale
-    for attribute in ("margin", "triplet_margin"):  # tutorial_lib's name, then sentence-transformers' name
-        value = getattr(loss, attribute, None)
-        if isinstance(value, (int, float)) and value > 0:  # with margin 0 a collapse is indistinguishable from 0 loss
-            return float(value) * scale
-    return None
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-class _Recorder:
-    """Forward hook on the loss module plus a ``TrainerCallback``: one history row per optimizer step."""
+def _trainer_class():
+    from sentence_transformers import SentenceTransformerTrainer
 
-    def __init__(self, loss: nn.Module, collapse_patience: int, distance_ratio: float):
-        self.loss_module = loss
-        self.pinned = _pinned_loss(loss)
-        self.patience = collapse_patience
-        self.distance_ratio = distance_ratio
-        self.pending: list[tuple[Any, dict | None]] = []  # (loss tensor, stats) of the micro-batches of this step
-        self.rows: list[dict[str, float]] = []
-        self.eval_rows: list[dict[str, float]] = []
-        self.learning_rate = float("nan")
-        self.pinned_steps = 0
-        self.first_distance: float | None = None
-        self.collapse_message: str | None = None
-        self.global_step = 0
-        self.epoch = 0.0
+    class Trainer(SentenceTransformerTrainer):
+        """``SentenceTransformerTrainer`` with :func:`learning_rate_factor` as its schedule (transformers' documented
+        way to change it: override ``create_scheduler``)."""
 
-    def hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
-        import torch
+        def create_scheduler(self, num_training_steps: int, optimizer=None):
+            import functools
 
-        if not torch.is_grad_enabled():  # evaluation batches: not part of the training history
-            return
-        value = output.detach()
-        self.pending.append((value, getattr(module, "last_stats", None)))
-        if not math.isfinite(float(value)):  # one host sync per batch; stops before backward corrupts the weights
-            self.flush()
-            raise _NonFinite
+            from torch.optim.lr_scheduler import LambdaLR
 
-    def flush(self) -> None:
-        """Turn the pending micro-batches into one history row (mean over micro-batches)."""
-        import torch
+            if self.lr_scheduler is None:
+                warmup = self.args.get_warmup_steps(num_training_steps)
+                self.lr_scheduler = LambdaLR(optimizer or self.optimizer, functools.partial(
+                    learning_rate_factor, warmup_steps=warmup, total_steps=num_training_steps))
+                self._created_lr_scheduler = True
+            return self.lr_scheduler
 
-        if not self.pending:
-            return
-        keys = list(self.pending[-1][1] or {})
-        # float64 keeps triplet counts exact (B^3 outgrows float32's 2^24 near B = 256); MPS has no float64.
-        dtype = torch.float32 if self.pending[0][0].device.type == "mps" else torch.float64
-        columns = [torch.stack([v.to(dtype).reshape(()) for v, _ in self.pending]).mean()]
-        for key in keys:
-            columns.append(torch.stack([stats[key].to(dtype) for _, stats in self.pending if stats]).mean())
-        means = torch.stack(columns).tolist()  # the one transfer to the host per step
-        row = {"step": self.global_step + 1, "epoch": self.epoch, "loss": means[0], "learning_rate": self.learning_rate}
-        row.update(zip(keys, means[1:]))
-        self.rows.append(row)
-        self.pending = []
-        self._check_collapse(row)
-
-    def _check_collapse(self, row: dict[str, float]) -> None:
-        if self.collapse_message is not None:
-            return
-        if self.pinned is not None and abs(row["loss"] - self.pinned) <= 1e-3 * self.pinned:
-            self.pinned_steps += 1
-        else:
-            self.pinned_steps = 0
-        distance = row.get("mean_distance")
-        if distance is not None and self.first_distance is None:
-            self.first_distance = distance
-        if self.pinned_steps >= self.patience:
-            what = (
-                f"the loss has stayed at {self.pinned:.4g} (its value when all distances are 0) "
-                f"for {self.patience} steps"
-            )
-        elif distance is not None and self.first_distance and distance < self.distance_ratio * self.first_distance:
-            what = f"the mean pairwise distance fell from {self.first_distance:.4g} to {distance:.4g}"
-        else:
-            return
-        self.collapse_message = (
-            f"training looks collapsed at step {row['step']}: {what}. The embeddings are converging to one point. "
-            "Try a smaller learning rate, batch_semi_hard mining, or a margin suited to the distance scale "
-            "(normalized embeddings: euclidean distances are at most 2)."
-        )
-        warnings.warn(self.collapse_message, CollapseWarning, stacklevel=2)
-
-    def callback(self):
-        from transformers import TrainerCallback
-
-        recorder = self
-
-        class _Callback(TrainerCallback):
-            def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
-                recorder.global_step, recorder.epoch = state.global_step, float(state.epoch or 0.0)
-                if optimizer is not None:  # the rate this step's update uses (the scheduler steps after it)
-                    recorder.learning_rate = float(optimizer.param_groups[0]["lr"])
-
-            def on_step_end(self, args, state, control, **kwargs):
-                recorder.flush()
-
-            def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-                if metrics and "eval_loss" in metrics:
-                    recorder.eval_rows.append({"step": state.global_step, "eval_loss": float(metrics["eval_loss"])})
-
-        return _Callback()
+    return Trainer
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -309,23 +213,13 @@ def _prepare_dataset(dataset: Any, text_column: str, label_column: str) -> Any:
     return dataset.rename_columns(renames) if renames else dataset
 
 
-@contextlib.contextmanager
-def quiet_model_card(quiet: bool = True) -> Iterator[None]:
-    """Silence the progress bar sentence-transformers' model card shows while it picks widget examples from the
-    training data ("Computing widget examples"). In a notebook it would be the only output of a training cell, and
-    a progress-bar widget, which a committed notebook cannot show. :func:`train` uses it when ``progress=False``;
-    wrap your own ``SentenceTransformerTrainer`` run in it for the same (notebook 07's offline baseline)."""
-    import sentence_transformers.base.model_card as card
-
-    original = getattr(card, "tqdm", None)
-    if not quiet or original is None:
-        yield
-        return
-    card.tqdm = functools.partial(original, disable=True)
-    try:
-        yield
-    finally:
-        card.tqdm = original
+def _check_length(epochs: float, max_steps: int | None, warmup_ratio: float) -> None:
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"max_steps must be a positive integer (or None for epochs); got {max_steps!r}")
+    if max_steps is None and not (isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0):
+        raise ValueError(f"epochs must be a finite number > 0; got {epochs!r}")
+    if not (isinstance(warmup_ratio, (int, float)) and 0 <= warmup_ratio < 1):
+        raise ValueError(f"warmup_ratio must be in [0, 1); got {warmup_ratio!r}")
 
 
 def train(
@@ -334,6 +228,8 @@ def train(
     loss: nn.Module,
     *,
     eval_dataset: Any = None,
+    evaluator: Any = None,
+    keep_best: bool = False,
     epochs: float = 1.0,
     max_steps: int | None = None,
     batch_size: int = 32,
@@ -341,13 +237,12 @@ def train(
     warmup_ratio: float = 0.1,
     weight_decay: float = 0.01,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     eval_steps: int | None = None,
     output_dir: str | None = None,
     text_column: str = "sentence",
     label_column: str = "label",
     collapse_patience: int = 5,
-    collapse_distance_ratio: float = 0.01,
     callbacks: list | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` with ``loss`` on label-grouped batches and record every step.
@@ -357,34 +252,44 @@ def train(
         train_dataset: a ``datasets.Dataset`` with a text and an integer label column (see :mod:`tutorial_lib.data`).
         loss: a loss module built on ``model``, e.g. ``tutorial_lib.st_losses.make_loss("batch_hard", model)``
             (statistics are recorded) or a sentence-transformers batch triplet loss (only the loss is recorded).
-        eval_dataset: optional labelled split; its loss is computed every ``eval_steps`` (default: 5 times) into
-            ``eval_history``.
-        epochs: passes over the data (ignored when ``max_steps`` is given).
-        max_steps: optimizer steps to take (the sampler restarts as needed).
+        eval_dataset: optional labelled split; its loss is computed every ``eval_steps`` into ``eval_history``.
+        evaluator: optional sentence-transformers evaluator (e.g. ``TripletEvaluator``,
+            ``InformationRetrievalEvaluator``, or a ``SequentialEvaluator`` of several), run every ``eval_steps``;
+            its metrics go into ``eval_history``.
+        keep_best: save a checkpoint at every evaluation (only the best is kept, ``save_total_limit=1``) and load
+            the best one by the evaluator's primary metric at the end. Needs ``evaluator``; the evaluator also runs
+            once before training (row ``step = 0`` of ``eval_history``), which is how it names its metric.
+        epochs: passes over the data (ignored when ``max_steps`` is given); > 0.
+        max_steps: optimizer steps to take, >= 1 (the sampler restarts as needed).
         batch_size: even and >= 4 (see :func:`group_by_label_plan`).
-        learning_rate, warmup_ratio, weight_decay: AdamW with linear warmup over ``warmup_ratio`` of the steps,
-            then linear decay. 2e-5 suits small pretrained models like all-MiniLM-L6-v2.
+        learning_rate, warmup_ratio, weight_decay: AdamW with the schedule of :func:`learning_rate_factor` (warm-up
+            over ``warmup_ratio`` of the steps). 2e-5 suits small pretrained models like all-MiniLM-L6-v2.
         seed: seeds everything (``transformers.set_seed``) and the batch sampler.
-        progress: show a progress bar.
-        output_dir: the trainer's working folder; default a temporary folder, deleted afterwards. No checkpoints
-            are saved either way (save the model with ``result.model.save(path)``).
+        progress: show progress bars; None (the default) shows them unless ``TRIPLET_QUIET=1``.
+        eval_steps: steps between evaluations (default: 5 evaluations per run).
+        output_dir: the trainer's working folder (checkpoints with ``keep_best``); default a temporary folder,
+            deleted afterwards. Save the model with ``result.model.save(path)``.
         text_column, label_column: the columns to train on (others are ignored).
-        collapse_patience, collapse_distance_ratio: see :class:`CollapseWarning` in the module docstring.
+        collapse_patience: steps the loss may stay pinned at its collapsed value before a :class:`CollapseWarning`.
         callbacks: extra ``transformers.TrainerCallback`` objects.
 
     Returns:
         A :class:`TrainResult`.
 
     Raises:
-        ValueError: GROUP_BY_LABEL's rules are broken (odd or small batch size, fewer than 2 usable labels).
-        NonFiniteLossError: the loss became NaN/inf; ``error.history`` holds the steps so far.
+        ValueError: GROUP_BY_LABEL's rules are broken, or a length / schedule argument is out of range.
+        NonFiniteLossError: the loss or the gradients became NaN/inf; ``error.history`` holds the steps so far.
     """
     import pandas as pd
     import torch
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
     from transformers import PrinterCallback
 
+    _check_length(epochs, max_steps, warmup_ratio)
+    if keep_best and evaluator is None:
+        raise ValueError("keep_best=True needs an evaluator: the best checkpoint is chosen by its primary metric")
+    progress = not quiet() if progress is None else progress
     train_dataset = _prepare_dataset(train_dataset, text_column, label_column)
     names = getattr(train_dataset.features["label"], "names", None)
     plan = group_by_label_plan(list(train_dataset["label"]), batch_size, names)
@@ -394,10 +299,18 @@ def train(
         eval_dataset = _prepare_dataset(eval_dataset, text_column, label_column)
         group_by_label_plan(list(eval_dataset["label"]), batch_size)
     total_steps = max_steps if max_steps is not None else max(1, math.ceil(epochs * plan.batches_per_epoch))
+    evaluating = eval_dataset is not None or evaluator is not None
+    every = eval_steps or max(1, total_steps // 5)
 
     on_cuda = model.device.type == "cuda"
     bf16 = on_cuda and torch.cuda.is_bf16_supported()
-    recorder = _Recorder(loss, collapse_patience, collapse_distance_ratio)
+    fp16 = on_cuda and not bf16  # the gradient scaler skips non-finite steps itself: only the loss is checked
+    recorder = StepRecorder(loss, model, collapse_patience, check_gradients=not fp16)
+    best_metric = None
+    if keep_best:  # an evaluator names its primary metric when it first runs: run it on the model before training
+        before = evaluator(model)
+        best_metric = f"eval_{evaluator.primary_metric}"
+        recorder.eval_rows.append({"step": 0, **{f"eval_{k}": float(v) for k, v in before.items()}})
     with tempfile.TemporaryDirectory(prefix="triplet-train-") as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=output_dir or scratch,
@@ -412,36 +325,41 @@ def train(
             seed=seed,
             data_seed=seed,
             bf16=bf16,
-            fp16=on_cuda and not bf16,
+            fp16=fp16,
             use_cpu=model.device.type == "cpu",  # train where the model is
             report_to="none",
-            save_strategy="no",
+            save_strategy="steps" if keep_best else "no",
+            save_steps=every,
+            save_total_limit=1 if keep_best else None,
+            load_best_model_at_end=keep_best,
+            metric_for_best_model=best_metric,
             logging_strategy="no",  # the per-step history replaces the trainer's averaged logs
-            eval_strategy="steps" if eval_dataset is not None else "no",
-            eval_steps=eval_steps or max(1, total_steps // 5),
+            eval_strategy="steps" if evaluating else "no",
+            eval_steps=every,
             disable_tqdm=not progress,
         )
-        with quiet_model_card(not progress):
-            trainer = SentenceTransformerTrainer(
-                model=model,
-                args=args,
-                train_dataset=train_dataset,
-                eval_dataset=eval_dataset,
-                loss=loss,
-                callbacks=[recorder.callback(), *(callbacks or [])],
-            )
-        trainer.remove_callback(PrinterCallback)  # without a progress bar, do not print log dicts either
+        trainer = _trainer_class()(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            evaluator=evaluator,
+            loss=loss,
+            callbacks=[recorder.callback(), *(callbacks or [])],
+        )
+        trainer.remove_callback(PrinterCallback)  # the history replaces printed log dicts
         handle = loss.register_forward_hook(recorder.hook)
         start = time.perf_counter()
         try:
             trainer.train()
-        except _NonFinite:
+        except NonFinite as stop:
             history = pd.DataFrame(recorder.rows)
             step = int(history["step"].iloc[-1])
+            became = (f"the loss became {history['loss'].iloc[-1]}" if stop.what == "loss"
+                      else "the gradients became NaN/inf")
             raise NonFiniteLossError(
-                f"the loss became {history['loss'].iloc[-1]} at step {step}; training stopped before that update, "
-                "so the model keeps its last finite weights. Lower the learning rate, check the data for empty or "
-                "duplicated texts, or use fp32.",
+                f"{became} at step {step}; training stopped before that update, so the model keeps its last finite "
+                "weights. Lower the learning rate, check the data for empty or duplicated texts, or use fp32.",
                 step,
                 history,
             ) from None
@@ -449,13 +367,15 @@ def train(
             handle.remove()
             model.eval()
         seconds = time.perf_counter() - start
+        best = trainer.state.best_global_step if keep_best else None
     return TrainResult(
         model=model,
         history=pd.DataFrame(recorder.rows),
-        eval_history=pd.DataFrame(recorder.eval_rows, columns=["step", "eval_loss"]),
+        eval_history=pd.DataFrame(recorder.eval_rows) if recorder.eval_rows else pd.DataFrame(columns=["step"]),
         train_seconds=seconds,
         steps=int(trainer.state.global_step),
         collapsed=recorder.collapse_message is not None,
         plan=plan,
         messages=plan.messages + ([recorder.collapse_message] if recorder.collapse_message else []),
+        best_step=best,
     )

@@ -3,8 +3,8 @@
     check_batch_hard_loss(fn)       fn(dist: (B, B) tensor, labels: (B,) tensor, margin: float) -> 0-dim tensor
     check_first_collapsed_step(fn)  fn(history: DataFrame with step and mean_distance, ratio: float) -> int | None
 
-Oracles: :func:`tutorial_lib.reference.batch_hard_from_distances`; for the collapse, the rule the exercise states
-(a row below ``ratio`` times the first row's mean distance), read off the history.
+Oracles: :func:`tutorial_lib.reference.batch_hard_from_distances`; for the collapse,
+:func:`tutorial_lib.monitor.first_collapsed_step` (the collapse detector's rule).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..distances import pairwise_distances
 from ..masks import anchor_negative_mask, anchor_positive_mask
+from ..monitor import first_collapsed_step
 from ..reference import batch_hard_from_distances
 from .runner import Miss, as_number, clustered_distances, either, matching_slips, run_checks
 
@@ -128,8 +129,7 @@ def check_first_collapsed_step(fn: Callable[[Any, float], Any]) -> bool:
         return pd.DataFrame({"step": steps, "loss": [0.5] * len(distances), "mean_distance": list(distances)})
 
     def case(frame: pd.DataFrame, ratio: float, what: str, hint: str) -> tuple:
-        below = frame["mean_distance"] < ratio * frame["mean_distance"].iloc[0]  # the rule, as the exercise states it
-        want = int(frame["step"][below].iloc[0]) if below.any() else None
+        want = first_collapsed_step(frame["step"], frame["mean_distance"], ratio)
 
         def run(f):
             got = f(frame.copy(), ratio)
@@ -157,4 +157,5 @@ def check_first_collapsed_step(fn: Callable[[Any, float], Any]) -> bool:
         case(history([1.0, 0.75, 0.5, 0.25, 0.125]), 0.25, "a row exactly at the threshold",
              "'below' is strict: a row at exactly ratio times the first distance is not collapsed."),
         case(history(collapsing), 0.5, "ratio 0.5", "use the ratio argument, not a fixed number."),
-    ], "train() applies this rule with collapse_distance_ratio and warns with a CollapseWarning.")
+    ], "That is tutorial_lib.monitor.first_collapsed_step; train() applies it at ratio 0.3 (monitor.COLLAPSE_RATIO) "
+       "and warns with a CollapseWarning.")

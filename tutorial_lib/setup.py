@@ -1,15 +1,15 @@
-"""The second half of every notebook's setup cell: versions, device, mode, seeds, plotting (all notebooks).
+"""What every notebook's setup cell calls: versions, device, mode, seeds, plotting (all notebooks).
 
-The setup cell (written into every notebook by ``python -m tutorial_lib.notebooks nav``) installs the library on
-Colab when it is missing, then calls::
+The setup cell (written into every notebook by ``python -m tools.notebooks nav``) installs the library on Colab
+when it is missing, then calls::
 
-    from tutorial_lib.notebook_setup import setup
+    from tutorial_lib.setup import setup
     ENV = setup(seed=0)
 
-:func:`setup` prints one short block (versions, device, fast or full mode, seed) and returns an :class:`Env`. It is
-an explicit call, never an import-time side effect: it seeds Python, NumPy and torch, turns on matplotlib's inline
-backend at a modest resolution (so committed notebooks stay small), and on a CPU with at most 2 cores runs torch
-with one thread.
+:func:`setup` prints one short block (versions, device, fast or full mode, seed; on Colab without a GPU, how to get
+one) and returns an :class:`Env`. It is an explicit call, never an import-time side effect: it seeds Python, NumPy
+and torch, turns on matplotlib's inline backend at a modest resolution (so committed notebooks stay small), and on
+a CPU with at most 2 cores runs torch with one thread.
 
 Why one thread on small CPUs: with 2 threads on a 2-core machine that is also doing anything else (a browser, a
 second kernel, other users of a shared box), every small matrix product waits for the slower thread. Measured on
@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -48,6 +49,7 @@ class Env:
         seed: the seed given to Python, NumPy and torch.
         threads: torch's intra-op threads after setup.
         offline: True when ``HF_HUB_OFFLINE`` (or ``HF_DATASETS_OFFLINE``) is set.
+        colab: True when running in Google Colab.
         versions: package name -> version string.
     """
 
@@ -56,6 +58,7 @@ class Env:
     seed: int
     threads: int
     offline: bool
+    colab: bool = False
     versions: dict[str, str] = field(default_factory=dict)
 
 
@@ -130,6 +133,7 @@ def setup(seed: int = 0, threads: int | str | None = "auto", verbose: bool = Tru
         seed=seed,
         threads=_choose_threads(device, threads),
         offline=hub_offline(),
+        colab="google.colab" in sys.modules,
         versions=versions(),
     )
     seed_everything(seed)
@@ -156,11 +160,13 @@ def describe(env: Env) -> str:
         if env.fast
         else "full (the numbers and pictures described in the text)"
     )
-    return "\n".join(
-        [
-            packages,
-            f"device: {device}",
-            f"mode: {mode}",
-            f"seed: {env.seed} | Hugging Face Hub: {'offline' if env.offline else 'online allowed'}",
-        ]
-    )
+    lines = [
+        packages,
+        f"device: {device}",
+        f"mode: {mode}",
+        f"seed: {env.seed} | Hugging Face Hub: {'offline' if env.offline else 'online allowed'}",
+    ]
+    if env.colab and env.device != "cuda":
+        lines.append("No GPU attached: notebooks 00-02 do not need one; for training, choose Runtime > Change runtime "
+                     "type > T4 GPU (this restarts the runtime: run the setup cell again).")
+    return "\n".join(lines)
