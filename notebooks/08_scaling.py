@@ -45,7 +45,6 @@ ENV = setup(seed=0)
 # `tutorial_lib.training`). This notebook trains for 5 steps; it runs on a CPU in a few minutes.
 
 # %%
-import json
 import time
 
 import matplotlib.pyplot as plt
