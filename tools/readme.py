@@ -23,13 +23,15 @@ import pandas as pd
 
 from tutorial_lib.env import checkout_root
 from tutorial_lib.results import (
-    METRIC_TITLES,
-    STRATEGIES,
+    BASELINES,
+    METHODS,
+    interval,
     load_results,
+    load_table,
     markdown_table,
-    separation,
-    summary,
+    short_title,
 )
+from tutorial_lib.strategies import STRATEGIES
 
 RESULTS_START = "<!-- results:start -->"
 RESULTS_END = "<!-- results:end -->"
@@ -46,81 +48,82 @@ def replace_between(text: str, start: str, end: str, block: str, what: str = "")
     return f"{head}{start}\n{block}\n{end}{tail}"
 
 
-def _settings(runs: pd.DataFrame) -> str:
-    trained = runs[(runs["group"] == "seeds") & (runs["kind"] != "untrained")]
-    steps, batch, lr = (sorted(trained[c].unique()) for c in ("steps", "batch_size", "learning_rate"))
-    margins = sorted(trained["margin"].dropna().unique())
-    seeds = sorted(int(s) for s in trained["seed"].unique())
-    if len(steps) != 1 or len(batch) != 1 or len(lr) != 1 or len(margins) != 1:
-        raise ValueError("the seed runs do not share one setting of steps, batch size, learning rate and margin")
-    rate = f"{lr[0]:.0e}".replace("e-0", "e-")
-    return (f"{int(steps[0])} steps × batch {int(batch[0])} sentences, learning rate {rate}, margin "
-            f"{margins[0]:g} (euclidean), seeds {', '.join(map(str, seeds))}")
-
-
-SHORT_TITLES = {"untrained": "untrained", "offline_triplet": "offline triplets", "batch_all": "BatchAll",
-                "batch_hard": "BatchHard", "batch_semi_hard": "BatchSemiHard",
-                "batch_hard_soft_margin": "BatchHardSoftMargin"}
-
-
-def _knn_verdicts(runs: pd.DataFrame, metric: str = "knn_accuracy") -> str:
-    """One sentence: which losses differ beyond noise on ``metric``, and which do not."""
-    losses = list(summary(runs, (metric,)).index)
-    online = [loss for loss in losses if loss in STRATEGIES]
-    beyond, within = [], []
-    if {"offline_triplet", "untrained"} <= set(losses) and all(separation(runs, loss, "offline_triplet", metric).exceeds
-           and separation(runs, loss, "offline_triplet", metric).delta > 0 for loss in online) and (
-            separation(runs, "offline_triplet", "untrained", metric).delta > 0
-            and separation(runs, "offline_triplet", "untrained", metric).exceeds):
-        beyond.append("every online strategy > offline triplets > untrained")
-        pairs = [(a, b) for i, a in enumerate(online) for b in online[i + 1:]]
-    else:
-        pairs = [(a, b) for i, a in enumerate(losses) for b in losses[i + 1:]]
-    for a, b in pairs:
-        sep = separation(runs, a, b, metric)
-        high, low = (a, b) if sep.delta > 0 else (b, a)
-        if sep.exceeds:
-            beyond.append(f"{SHORT_TITLES.get(high, high)} > {SHORT_TITLES.get(low, low)}")
-        else:
-            within.append(f"{SHORT_TITLES.get(a, a)} and {SHORT_TITLES.get(b, b)}")
-    text = f"On {METRIC_TITLES[metric]}, beyond noise: {'; '.join(beyond) or 'none'}."
-    return text + (f" Within noise: {'; '.join(within)}." if within else "")
-
-
 def _wrap(text: str) -> str:
     import textwrap
 
     return "\n".join(textwrap.wrap(text, 116, break_on_hyphens=False))
 
 
-def results_block(runs: pd.DataFrame, image: str | None = None) -> str:
-    """The README's results section (between :data:`RESULTS_START` and :data:`RESULTS_END`), from the runs.
+def _verdict(pairs: pd.DataFrame, a: str, b: str, metric: str = "accuracy") -> str:
+    diff, low, high = interval(pairs, a, b, metric)
+    word = "ahead of" if low > 0 else "behind" if high < 0 else "not distinguishable from"
+    return f"{short_title(a)} is {word} {short_title(b)} ({diff:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}])"
 
-    Args:
-        runs: the rows of ``comparison.csv``.
-        image: the path (relative to the README) of the before/after picture to show; None shows none.
-    """
+
+def comparison_paragraph(runs: pd.DataFrame, pairs: pd.DataFrame) -> str:
+    """The sentences of the results section, each computed from ``pairwise.csv``."""
+    means = runs.groupby("loss")["accuracy"].mean()
+    ranked = means.loc[list(STRATEGIES)].sort_values(ascending=False).index.tolist()
+    best = ranked[0]
+    parts = [f"On test accuracy (paired bootstrap over the 210 questions and the seeds): {_verdict(pairs, best, ranked[1])}"]
+    parts += [_verdict(pairs, best, other) for other in ranked[2:]]
+    parts += [_verdict(pairs, best, baseline) for baseline in BASELINES]
+    parts.append(_verdict(pairs, best, "linear_probe", "recall_at_1").replace("(", "on Recall@1 (", 1))
+    return "; ".join(parts) + "."
+
+
+def _settings(runs: pd.DataFrame) -> str:
+    trained = runs[runs["train_seconds"] > 0]
+    seeds = sorted(int(s) for s in trained["seed"].dropna().unique())
+    rates = ", ".join(f"{short_title(m)} {r:.0e}".replace("e-0", "e-") for m, r in
+                      trained.groupby("loss")["learning_rate"].first().loc[
+                          [m for m in METHODS if m in set(trained["loss"])]].items())
+    return (f"one pass over the 840 training questions for every method, each at the learning rate it chose on a "
+            f"validation split ({rates}), seeds {', '.join(map(str, seeds))}")
+
+
+def results_block(runs: pd.DataFrame, pairs: pd.DataFrame, image: str | None = None,
+                  open_set: pd.DataFrame | None = None, noise: pd.DataFrame | None = None) -> str:
+    """The README's results section (between :data:`RESULTS_START` and :data:`RESULTS_END`), from the results files."""
     if set(runs["mode"]) != {"full"}:
         raise ValueError("the README shows a full run only; these runs include fast-mode ones")
     lines = [
         "## Results",
         "",
-        _wrap("The four strategies and two baselines, trained under identical conditions in "
-              "[notebook 07](notebooks/07_comparison.ipynb): all-MiniLM-L6-v2 on the bundled data set, "
-              f"{_settings(runs)}; mean ± standard deviation over the seeds, on the 210 test questions (metrics: "
-              "`tutorial_lib.evaluation`; training time on a shared 2-core CPU). Generated from "
-              "`notebooks/results/comparison.csv` by `python -m tools.readme readme`."),
+        _wrap("Which loss to pick, and what training buys, measured in [notebook 07](notebooks/07_comparison.ipynb): "
+              f"all-MiniLM-L6-v2 on the bundled data set, {_settings(runs)}; mean ± standard deviation over the "
+              "seeds, on the 210 test questions (metrics: `tutorial_lib.evaluation`; training time on a shared "
+              "2-core CPU). Generated from `notebooks/results/` by `python -m tools.readme readme`."),
         "",
         markdown_table(runs),
         "",
-        _wrap("A difference counts as real when the means differ by more than twice the larger standard deviation. "
-              + _knn_verdicts(runs) + " Notebook 07 goes through every metric, the training curves and a margin "
-              "sweep."),
+        _wrap(comparison_paragraph(runs, pairs) + " A linear probe on the frozen model is a strong classifier on "
+              "this closed-set test; what fine-tuning adds is the geometry (retrieval, clustering, kNN without a "
+              "classifier) and labels never seen in training."),
     ]
+    if open_set is not None and noise is not None:
+        lines += ["", _wrap(where_it_wins(open_set, noise))]
     if image:
         lines += ["", "The test questions before and after training with BatchAllTripletLoss (notebook 03):", "",
                   f"![Test questions embedded before and after training, projected to 2-D]({image})"]
     return "\n".join(lines)
+
+
+def where_it_wins(open_set: pd.DataFrame, noise: pd.DataFrame) -> str:
+    """Notebook 10's findings in one paragraph, from ``open_set.csv`` and ``label_noise.csv``."""
+    held_out = open_set["held_out"].iloc[0]
+    before = open_set["recall_at_1_before"].mean()
+    after = open_set.groupby("loss")["recall_at_1_after"].agg(["mean", "std"]).loc[list(STRATEGIES)]
+    gains = ", ".join(f"{short_title(s)} {row['mean']:.3f} ± {row['std']:.3f}" for s, row in after.iterrows())
+    clean = noise[noise["noise"] == 0].groupby("loss")["knn_accuracy"].mean()
+    worst = noise[noise["noise"] == noise["noise"].max()].groupby("loss")["knn_accuracy"].mean()
+    drops = ", ".join(f"{short_title(s)} {clean[s] - worst[s]:+.3f}".replace("+-", "-") for s in STRATEGIES
+                      if s in clean and s in worst)
+    return (f"Where metric learning wins ([notebook 10](notebooks/10_unseen_labels_and_noise.ipynb)): on labels "
+            f"never seen in training ({held_out}), Recall@1 among their test questions rises from {before:.3f} "
+            f"(untrained) to {gains} (mean ± std over 3 seeds); a classifier cannot name these labels at all. With "
+            f"{noise['noise'].max():.0%} of the training labels flipped, the drop in kNN accuracy from the clean runs "
+            f"is: {drops}.")
 
 
 def _readme_image(root: Path) -> str | None:
@@ -135,10 +138,13 @@ def readme_with_results(text: str, block: str) -> str:
 def update_readme(root: str | Path) -> bool:
     """Rewrite the results section of ``root/README.md`` from ``root/notebooks/results``; True if it changed."""
     root = Path(root)
-    runs = load_results(root / "notebooks" / "results").runs
+    folder = root / "notebooks" / "results"
+    found = load_results(folder)
+    extra = [folder / n for n in ("open_set.csv", "label_noise.csv")]
+    open_set, noise = (load_table(p.name, folder) if p.is_file() else None for p in extra)
     readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
-    new = readme_with_results(text, results_block(runs, _readme_image(root)))
+    new = readme_with_results(text, results_block(found.runs, found.pairwise, _readme_image(root), open_set, noise))
     if new != text:
         readme.write_text(new, encoding="utf-8")
     return new != text

@@ -19,6 +19,7 @@ Public API::
     encode(model, sentences, batch_size=64, show_progress_bar=False)             -> (N, D) float32 array
     evaluate(model, train_dataset, test_dataset, batch_size=64, k=10, seed=0)    -> dict of floats
     evaluate_embeddings(train_emb, train_labels, test_emb, test_labels, k=10, seed=0) -> dict of floats
+    per_question(train_emb, train_labels, test_emb, test_labels, k=10)          -> dict of (N_test,) 0/1 arrays
     sample_triplets(labels, seed=0, max_triplets=None)                           -> (T, 3) index array
     triplet_evaluator(dataset, seed=0, max_triplets=None)                        -> TripletEvaluator
 
@@ -34,7 +35,7 @@ import numpy as np
 
 K_NEIGHBORS = 10
 
-__all__ = ["encode", "evaluate", "evaluate_embeddings", "sample_triplets", "triplet_evaluator"]
+__all__ = ["encode", "evaluate", "evaluate_embeddings", "per_question", "sample_triplets", "triplet_evaluator"]
 
 
 def encode(model: Any, sentences: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False) -> np.ndarray:
@@ -75,6 +76,33 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def per_question(
+    train_emb: np.ndarray, train_labels: Sequence[int], test_emb: np.ndarray, test_labels: Sequence[int],
+    k: int = K_NEIGHBORS,
+) -> dict[str, np.ndarray]:
+    """Which test questions the embeddings get right: the per-question view of ``knn_accuracy`` and ``recall_at_1``.
+
+    Args:
+        train_emb: (N_train, D) index embeddings; train_labels: (N_train,) integers.
+        test_emb: (N_test, D) query embeddings; test_labels: (N_test,) integers.
+
+    Returns:
+        ``{"accuracy": (N_test,), "recall_at_1": (N_test,)}`` int arrays, 1 where the k-NN vote (cosine, k = 10), or
+        the single nearest training question, has the question's label. Their means are :func:`evaluate_embeddings`'
+        ``knn_accuracy`` and ``recall_at_1``; a paired bootstrap over them (:mod:`tutorial_lib.bootstrap`) compares
+        two models.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    train_labels, test_labels = np.asarray(list(train_labels)), np.asarray(list(test_labels))
+    knn = KNeighborsClassifier(n_neighbors=min(k, len(train_labels)), metric="cosine", algorithm="brute")
+    knn.fit(np.asarray(train_emb), train_labels)
+    votes = knn.predict(np.asarray(test_emb))
+    nearest = np.argmax(_unit(test_emb) @ _unit(train_emb).T, axis=1)  # highest cosine = smallest cosine distance
+    return {"accuracy": (votes == test_labels).astype(int),
+            "recall_at_1": (train_labels[nearest] == test_labels).astype(int)}
+
+
 def evaluate_embeddings(
     train_emb: np.ndarray,
     train_labels: Sequence[int],
@@ -100,16 +128,11 @@ def evaluate_embeddings(
         ``n_triplets``.
     """
     from sklearn.metrics import silhouette_score
-    from sklearn.neighbors import KNeighborsClassifier
 
-    train_labels, test_labels = np.asarray(list(train_labels)), np.asarray(list(test_labels))
-    knn = KNeighborsClassifier(n_neighbors=min(k, len(train_labels)), metric="cosine", algorithm="brute")
-    knn.fit(np.asarray(train_emb), train_labels)
-    knn_accuracy = float(np.mean(knn.predict(np.asarray(test_emb)) == test_labels))
-
-    train_unit, test_unit = _unit(train_emb), _unit(test_emb)
-    nearest = np.argmax(test_unit @ train_unit.T, axis=1)  # highest cosine similarity = smallest cosine distance
-    recall_at_1 = float(np.mean(train_labels[nearest] == test_labels))
+    correct = per_question(train_emb, train_labels, test_emb, test_labels, k)
+    knn_accuracy, recall_at_1 = float(correct["accuracy"].mean()), float(correct["recall_at_1"].mean())
+    test_labels = np.asarray(list(test_labels))
+    test_unit = _unit(test_emb)
 
     triplets = sample_triplets(test_labels, seed, max_triplets)
     if len(triplets):

@@ -61,29 +61,7 @@ from .engine.gradients import distances_for_backward
 from .engine.selection import Masks, Mined, batch_masks, mine_distances, statistics
 from .masks import check_labels
 from .reference import COUNT_THRESHOLD
-
-STRATEGIES = ("batch_all", "batch_hard", "batch_semi_hard", "batch_hard_soft_margin")
-"""The four strategies, in the order the series teaches them; every table of the project is keyed by these names."""
-
-TITLES = {
-    "batch_all": "BatchAll",
-    "batch_hard": "BatchHard",
-    "batch_semi_hard": "BatchSemiHard",
-    "batch_hard_soft_margin": "BatchHardSoftMargin",
-}
-"""Display names; sentence-transformers' class names are ``TITLES[s] + "TripletLoss"`` (:func:`st_class_name`)."""
-
-
-def st_class_name(strategy: str) -> str:
-    """sentence-transformers' class name of a strategy, e.g. ``"BatchHardTripletLoss"``."""
-    return TITLES[check_strategy(strategy)] + "TripletLoss"
-
-
-def check_strategy(strategy: str) -> str:
-    """Return ``strategy`` if it is one of :data:`STRATEGIES`, else raise a ``ValueError`` listing them."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
-    return strategy
+from .strategies import STRATEGIES, TITLES, check_strategy, st_class_name
 
 __all__ = [
     "COUNT_THRESHOLD",

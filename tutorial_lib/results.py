@@ -1,99 +1,77 @@
-"""The comparison of notebook 07 as files: one row per training run, summaries, the README's results section.
+"""The comparisons of notebooks 04, 07 and 10 as files: runs, per-question answers, summaries, bootstrap verdicts.
 
-Notebook 07 trains the four strategies and two baselines under identical conditions and writes three CSV files
-(committed, in ``notebooks/results/``, after a full run), so that its table, curves and pictures, and the README's
-results section, can be rebuilt without training anything:
+Notebook 07 trains every method under one budget (:mod:`tutorial_lib.experiments`) and writes, after a full run,
+into ``notebooks/results/`` (committed, and shipped inside the wheel, so a pip install on Colab can read them):
 
-* ``comparison.csv``: one row per run (:data:`RUN_COLUMNS`): what was trained (``kind``, ``loss``, ``margin``,
-  ``seed``, ``group``), how (``steps``, ``batch_size``, ``learning_rate``), ``train_seconds`` and the four metrics of
-  :func:`tutorial_lib.evaluation.evaluate` on the test split;
-* ``comparison_histories.csv``: the per-step history of every run (``run``, ``step``, ``loss`` and, for the online
-  losses, the mining statistics that :func:`tutorial_lib.training.train` records);
-* ``comparison_projections.csv``: the test sentences of a few runs projected to 2-D (``run``, ``x``, ``y``,
-  ``label``, ``method``).
+* ``comparison.csv``: one row per run (:data:`RUN_COLUMNS`): ``kind`` (``untrained``, ``linear_probe``, ``online``,
+  ``mnrl``, ``offline_random``, ``offline_mined``), ``loss`` (the strategy for ``online`` runs, else the kind),
+  ``seed``, ``learning_rate``, ``steps``, ``batch_size``, ``train_seconds`` and the metrics of
+  :func:`tutorial_lib.evaluation.evaluate_embeddings` on the test split, plus ``accuracy``: the test classification
+  accuracy (``knn_accuracy`` for an embedding model, the probe's own predictions for the probe);
+* ``comparison_answers.csv``: per run and test question, whether it was answered right (``accuracy``,
+  ``recall_at_1``): what the paired bootstrap resamples;
+* ``comparison_histories.csv``, ``comparison_projections.csv``: per-step histories; 2-D test embeddings;
+* ``lr_selection.csv``: the learning-rate grid on a validation split (``chosen`` marks each method's rate);
+* ``pairwise.csv``: every pair of methods, per metric: ``diff`` (a minus b) and a 95% paired bootstrap interval
+  (:func:`pairwise`); a difference is called real when the interval excludes 0.
 
-The rule for "is this difference real?" used by the notebook, the tests and the README: two groups of runs differ
-beyond seed-to-seed noise when ``|mean_a - mean_b| > 2 * max(std_a, std_b)`` (sample standard deviations over the
-seeds, ``ddof=1``), see :func:`separation`.
+Other notebooks keep their summary tables beside them (``collapse_controls.csv`` from 04, ``open_set.csv`` and
+``label_noise.csv`` from 10): :func:`save_table` / :func:`load_table`. Files are replaced atomically.
 
-Public API::
-
-    results_dir()                                -> Path (the checkout's notebooks/results, else ./comparison_results)
-    append_run(folder, row, history=None)        -> None (adds a row to comparison.csv, the steps to the histories)
-    save_projection(folder, run, points, labels, method) -> None
-    publish(folder)                              -> list of paths (copies a finished run to results_dir(); README)
-    load_results(folder=None)                    -> Results(runs, histories, projections)
-    summary(runs, metrics=METRICS, group="seeds") -> DataFrame: mean, std and n per loss
-    separation(runs, a, b, metric="knn_accuracy") -> Separation(delta, noise, exceeds)
-    markdown_table(runs)                         -> str (the results table)
-    results_block(runs, image=None)              -> str (the README section between the results markers)
-    update_readme(root)                          -> bool (rewrites that section; True if it changed)
-    extract_figure(notebook, out, tag="before-after", contains="plot_before_after(") -> Path
-
-Imports pandas and the standard library only (no model, no torch).
+Imports pandas, numpy and the standard library only (no model, no torch).
 """
 
 from __future__ import annotations
 
-import math
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .bootstrap import N_BOOT, paired_bootstrap
 from .env import checkout_root
+from .strategies import STRATEGIES, TITLES, st_class_name
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = [
-    "LOSS_TITLES",
-    "METRICS",
-    "Results",
-    "Separation",
-    "append_run",
-    "load_results",
-    "markdown_table",
-    "publish",
-    "results_dir",
-    "save_projection",
-    "separation",
-    "summary",
-]
+__all__ = ["BASELINES", "METHODS", "METHOD_TITLES", "METRICS", "Results", "append_run", "better", "choose_settings",
+           "interval",
+           "load_results", "load_table", "markdown_table", "pairwise", "publish", "results_dir", "save_projection",
+           "save_table", "short_title", "summary"]
 
 RUNS_FILE = "comparison.csv"
+ANSWERS_FILE = "comparison_answers.csv"
 HISTORIES_FILE = "comparison_histories.csv"
 PROJECTIONS_FILE = "comparison_projections.csv"
-FILES = (RUNS_FILE, HISTORIES_FILE, PROJECTIONS_FILE)
+LR_FILE = "lr_selection.csv"
+PAIRWISE_FILE = "pairwise.csv"
+FILES = (RUNS_FILE, ANSWERS_FILE, HISTORIES_FILE, PROJECTIONS_FILE, LR_FILE, PAIRWISE_FILE)
 
-METRICS = ("knn_accuracy", "triplet_accuracy", "silhouette", "recall_at_1")
-RUN_COLUMNS = (
-    "run", "kind", "loss", "margin", "seed", "group", "steps", "batch_size", "learning_rate", "train_seconds",
-    *METRICS, "mode",
-)
-STRATEGIES = ("batch_all", "batch_hard", "batch_semi_hard", "batch_hard_soft_margin")
-LOSS_TITLES = {
+METRICS = ("accuracy", "knn_accuracy", "triplet_accuracy", "silhouette", "recall_at_1")
+PER_QUESTION = ("accuracy", "recall_at_1")  # the metrics a paired bootstrap over questions can resample
+RUN_COLUMNS = ("run", "kind", "loss", "seed", "learning_rate", "steps", "batch_size", "margin", "train_seconds",
+               *METRICS, "mode")
+BASELINES = ("untrained", "linear_probe", "offline_random", "offline_mined", "mnrl")
+METHODS = (*BASELINES, *STRATEGIES)
+"""Every method of the comparison, in the order of its tables: baselines first, then the four strategies."""
+METHOD_TITLES = {
     "untrained": "untrained model",
-    "offline_triplet": "TripletLoss, fixed random triplets (offline)",
-    "batch_all": "BatchAllTripletLoss",
-    "batch_hard": "BatchHardTripletLoss",
-    "batch_semi_hard": "BatchSemiHardTripletLoss",
-    "batch_hard_soft_margin": "BatchHardSoftMarginTripletLoss",
+    "linear_probe": "linear probe on the frozen model",
+    "offline_random": "TripletLoss, random triplets",
+    "offline_mined": "TripletLoss, mined hard negatives",
+    "mnrl": "MultipleNegativesRankingLoss, same-label pairs",
+    **{s: st_class_name(s) for s in STRATEGIES},
 }
-"""Row titles of the results table, in its order: the two baselines, then the four online strategies."""
+_SHORT = {"untrained": "untrained", "linear_probe": "linear probe", "offline_random": "random triplets",
+          "offline_mined": "mined triplets", "mnrl": "MNRL", **TITLES}
 
-METRIC_TITLES = {
-    "knn_accuracy": "kNN accuracy",
-    "triplet_accuracy": "triplet accuracy",
-    "silhouette": "silhouette",
-    "recall_at_1": "Recall@1",
-    "train_seconds": "training time (s)",
-}
-N = ("n", "")
-"""The column of :func:`summary` holding the number of runs per loss."""
-NOISE_FACTOR = 2.0
-"""A difference is beyond noise when it exceeds this many times the larger of the two standard deviations."""
 
+def short_title(method: str) -> str:
+    """A method's name in prose: ``"BatchAll"``, ``"linear probe"``, ``"MNRL"``..."""
+    return _SHORT.get(method, method)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -101,25 +79,45 @@ NOISE_FACTOR = 2.0
 # ----------------------------------------------------------------------------------------------------------------
 
 
-
 def results_dir() -> Path:
-    """Where the committed results live: ``notebooks/results`` of the checkout, else ``./comparison_results``."""
+    """The committed results: ``notebooks/results`` of the checkout, else the copy inside the installed package."""
     root = checkout_root()
-    return root / "notebooks" / "results" if root is not None else Path("comparison_results")
+    if root is not None:
+        return root / "notebooks" / "results"
+    return Path(__file__).resolve().parent / "_notebook_results"
 
 
-def _append_csv(path: Path, frame: pd.DataFrame) -> None:
-    frame.to_csv(path, mode="a", header=not path.exists(), index=False)
+def _write_atomic(path: Path, frame: pd.DataFrame) -> None:
+    """Write ``frame`` to ``path`` through a temporary file beside it: a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        frame.to_csv(temporary, index=False)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
-def append_run(folder: str | Path, row: dict[str, Any], history: pd.DataFrame | None = None) -> None:
-    """Add one run to ``folder``: its row to ``comparison.csv`` and its steps to ``comparison_histories.csv``.
+def _append(path: Path, frame: pd.DataFrame) -> None:
+    import pandas as pd
+
+    if path.exists():  # runs of different kinds record different history columns: keep the union
+        frame = pd.concat([pd.read_csv(path), frame], ignore_index=True)
+    _write_atomic(path, frame)
+
+
+def append_run(folder: str | Path, row: dict[str, Any], history: pd.DataFrame | None = None,
+               answers: dict[str, np.ndarray] | None = None) -> None:
+    """Add one finished run to ``folder``: its row, its per-step history and its per-question answers.
 
     Written at once, so an interrupted experiment keeps the runs it finished.
 
     Args:
-        row: the run's fields; every name of :data:`RUN_COLUMNS` must be present (``margin``/``seed`` may be None).
-        history: the per-step history (``step``, ``loss``, ...); None or empty for a run without training.
+        row: every name of :data:`RUN_COLUMNS` (``seed``, ``learning_rate``, ``margin`` may be None).
+        history: the per-step history; None or empty for a run without training.
+        answers: ``{"accuracy": (N_test,), "recall_at_1": (N_test,)}`` 0/1 arrays.
     """
     import pandas as pd
 
@@ -127,20 +125,16 @@ def append_run(folder: str | Path, row: dict[str, Any], history: pd.DataFrame | 
     if missing:
         raise ValueError(f"the run's row lacks {missing}")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     runs_path = folder / RUNS_FILE
     if runs_path.exists() and row["run"] in set(pd.read_csv(runs_path)["run"]):
         raise ValueError(f"{runs_path} already holds a run named {row['run']!r}")
-    _append_csv(runs_path, pd.DataFrame([{c: row[c] for c in RUN_COLUMNS}]))
+    _append(runs_path, pd.DataFrame([{c: row[c] for c in RUN_COLUMNS}]))
     if history is not None and len(history):
-        steps = history.copy()
-        steps.insert(0, "run", row["run"])
-        path = folder / HISTORIES_FILE
-        if path.exists():  # online and offline runs record different columns: keep the union
-            steps = pd.concat([pd.read_csv(path), steps], ignore_index=True)
-            steps.to_csv(path, index=False)
-        else:
-            steps.to_csv(path, index=False)
+        _append(folder / HISTORIES_FILE, history.assign(run=row["run"])[["run", *history.columns]])
+    if answers is not None:
+        frame = pd.DataFrame({"run": row["run"], "question": range(len(answers["accuracy"])),
+                              **{m: list(map(int, answers[m])) for m in PER_QUESTION}})
+        _append(folder / ANSWERS_FILE, frame)
 
 
 def save_projection(folder: str | Path, run: str, points: np.ndarray, labels: Sequence[int], method: str) -> None:
@@ -151,139 +145,173 @@ def save_projection(folder: str | Path, run: str, points: np.ndarray, labels: Se
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
         raise ValueError(f"points must be (N, 2) with N = len(labels); got {points.shape} and {len(labels)} labels")
-    frame = pd.DataFrame({"run": run, "x": points[:, 0].round(4), "y": points[:, 1].round(4),
-                          "label": np.asarray(list(labels), dtype=int), "method": method})
-    _append_csv(Path(folder) / PROJECTIONS_FILE, frame)
+    _append(Path(folder) / PROJECTIONS_FILE, pd.DataFrame({
+        "run": run, "x": points[:, 0].round(4), "y": points[:, 1].round(4),
+        "label": np.asarray(list(labels), dtype=int), "method": method}))
 
 
-class Results(NamedTuple):
-    """The three tables of a comparison (see the module docstring)."""
+def save_table(name: str, frame: pd.DataFrame, folder: str | Path | None = None) -> Path:
+    """Write a summary table (e.g. ``open_set.csv``) atomically into ``folder`` (default: :func:`results_dir`)."""
+    path = Path(folder or results_dir()) / name
+    _write_atomic(path, frame)
+    return path
 
-    runs: pd.DataFrame
-    histories: pd.DataFrame
-    projections: pd.DataFrame
+
+def load_table(name: str, folder: str | Path | None = None) -> pd.DataFrame:
+    """Read a summary table written by :func:`save_table`; a clear error when it is missing."""
+    import pandas as pd
+
+    path = Path(folder or results_dir()) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the notebook that writes it in full mode")
+    return pd.read_csv(path)
 
 
-def load_results(folder: str | Path | None = None) -> Results:
-    """Read a comparison's three files.
+def publish(folder: str | Path, names: Sequence[str] = FILES) -> list[Path]:
+    """Copy a finished experiment's files from ``folder`` to :func:`results_dir`, each replaced atomically.
 
-    Args:
-        folder: where they are; None is :func:`results_dir` (the committed full run). When that folder lacks them
-            (a pip install, e.g. on Colab) and the Hub is not offline, they are downloaded from the repository.
-
-    Raises:
-        FileNotFoundError: the files are missing (and could not be downloaded); the message says what to do.
+    In a checkout, ``python -m tools.readme readme`` then rewrites the README's results section (a test fails while
+    the two disagree).
     """
     import pandas as pd
 
-    folder = Path(folder) if folder is not None else results_dir()
-    missing = [name for name in FILES if not (folder / name).is_file()]
+    folder = Path(folder)
+    missing = [n for n in names if not (folder / n).is_file()]
     if missing:
-        raise FileNotFoundError(
-            f"{folder} lacks {missing}: run notebook 07 in full mode to produce them (about 20 minutes on a CPU)"
-        )
-    return Results(*(pd.read_csv(folder / name) for name in FILES))
+        raise FileNotFoundError(f"{folder} lacks {missing}: the experiment did not finish")
+    return [save_table(n, pd.read_csv(folder / n)) for n in names]
+
+
+class Results(NamedTuple):
+    """The tables of a comparison (see the module docstring)."""
+
+    runs: pd.DataFrame
+    answers: pd.DataFrame
+    histories: pd.DataFrame
+    projections: pd.DataFrame
+    lr_selection: pd.DataFrame
+    pairwise: pd.DataFrame
+
+
+def load_results(folder: str | Path | None = None) -> Results:
+    """Read a comparison's files (default: the committed ones, :func:`results_dir`).
+
+    Raises:
+        FileNotFoundError: a file is missing; the message says what to do.
+    """
+    return Results(*(load_table(name, folder) for name in FILES))
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Summaries and the noise rule
+# Summaries and the paired bootstrap
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _ordered_losses(losses: Sequence[str]) -> list[str]:
-    known = [name for name in LOSS_TITLES if name in set(losses)]
-    return known + sorted(set(losses) - set(known))
+def _ordered(methods: Sequence[str]) -> list[str]:
+    known = [m for m in METHODS if m in set(methods)]
+    return known + sorted(set(methods) - set(known))
 
 
-def summary(runs: pd.DataFrame, metrics: Sequence[str] = (*METRICS, "train_seconds"), group: str = "seeds"
-            ) -> pd.DataFrame:
-    """Mean and sample standard deviation (``ddof=1``; NaN for a single run) of each metric, per loss.
+def summary(runs: pd.DataFrame, metrics: Sequence[str] = (*METRICS, "train_seconds")) -> pd.DataFrame:
+    """Mean and sample standard deviation (``ddof=1``; NaN for a single run) of each metric, per method.
+
+    Returns:
+        One row per method (``loss`` column; baselines first); columns ``(metric, "mean" | "std")`` and
+        ``("n", "")``, the number of runs.
+    """
+    table = runs.groupby("loss")[list(metrics)].agg(["mean", "std"])
+    table[("n", "")] = runs.groupby("loss").size()
+    return table.loc[_ordered(table.index)]
+
+
+def _answers_of(runs: pd.DataFrame, answers: pd.DataFrame, method: str, metric: str) -> np.ndarray:
+    """(runs of ``method``, questions) 0/1 array, runs ordered by seed (so that equal seeds pair up)."""
+    chosen = runs[runs["loss"] == method].sort_values("seed", na_position="first")["run"]
+    table = answers[answers["run"].isin(chosen)].pivot(index="run", columns="question", values=metric)
+    return table.loc[list(chosen)].to_numpy()
+
+
+def pairwise(runs: pd.DataFrame, answers: pd.DataFrame, metrics: Sequence[str] = PER_QUESTION,
+             n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Every pair of methods (a before b in :data:`METHODS` order), per metric: the difference of mean (a - b) and
+    its 95% paired bootstrap interval over test questions and seeds (:func:`tutorial_lib.bootstrap.paired_bootstrap`).
+
+    Returns:
+        Columns ``a, b, metric, diff, ci_low, ci_high, n_boot, beyond_noise`` (the interval excludes 0).
+    """
+    import pandas as pd
+
+    methods = _ordered(runs["loss"].unique())
+    rows = []
+    for metric in metrics:
+        per_method = {m: _answers_of(runs, answers, m, metric) for m in methods}
+        for i, a in enumerate(methods):
+            for b in methods[i + 1:]:
+                found = paired_bootstrap(per_method[a], per_method[b], n_boot=n_boot, seed=seed)
+                rows.append({"a": a, "b": b, "metric": metric, "diff": found.diff, "ci_low": found.low,
+                             "ci_high": found.high, "n_boot": n_boot, "beyond_noise": found.excludes_zero})
+    return pd.DataFrame(rows)
+
+
+def interval(table: pd.DataFrame, a: str, b: str, metric: str = "accuracy") -> tuple[float, float, float]:
+    """``(diff, low, high)`` of ``a - b`` from a :func:`pairwise` table, whichever order the pair is stored in."""
+    row = table[(table["a"] == a) & (table["b"] == b) & (table["metric"] == metric)]
+    if len(row):
+        r = row.iloc[0]
+        return float(r["diff"]), float(r["ci_low"]), float(r["ci_high"])
+    row = table[(table["a"] == b) & (table["b"] == a) & (table["metric"] == metric)]
+    if not len(row):
+        raise ValueError(f"no pair {a!r} / {b!r} on {metric!r} in the table")
+    r = row.iloc[0]
+    return -float(r["diff"]), -float(r["ci_high"]), -float(r["ci_low"])
+
+
+def better(table: pd.DataFrame, a: str, b: str, metric: str = "accuracy") -> bool:
+    """True when ``a`` beats ``b`` beyond noise: the whole 95% interval of ``a - b`` lies above 0."""
+    return interval(table, a, b, metric)[1] > 0
+
+
+def choose_settings(grid: pd.DataFrame) -> pd.Series:
+    """Each method's chosen setting from a validation grid: the learning rate (the probe: ``c``) with the highest
+    mean ``validation_accuracy`` over its seeds; ties go to the higher mean ``validation_silhouette``, then to the
+    smaller value.
 
     Args:
-        runs: the rows of ``comparison.csv``.
-        group: keep the runs of this ``group`` (``"seeds"``: every loss at its default margin, several seeds).
+        grid: rows with ``loss``, ``learning_rate``, ``c``, ``seed``, ``validation_accuracy``,
+            ``validation_silhouette``.
 
     Returns:
-        One row per loss (index: the loss names, baselines first); columns ``(metric, "mean" | "std")`` and
-        :data:`N` (``("n", "")``, the number of runs).
+        A Series ``loss -> setting`` (the learning rate, or C for ``linear_probe``).
     """
-    chosen = runs[runs["group"] == group]
-    if chosen.empty:
-        raise ValueError(f"no runs in group {group!r}; groups: {sorted(runs['group'].unique())}")
-    table = chosen.groupby("loss")[list(metrics)].agg(["mean", "std"])
-    table[N] = chosen.groupby("loss").size()
-    return table.loc[_ordered_losses(table.index)]
+    chosen = {}
+    for method, rows in grid.groupby("loss"):
+        column = "c" if method == "linear_probe" else "learning_rate"
+        means = rows.groupby(column)[["validation_accuracy", "validation_silhouette"]].mean().reset_index()
+        means = means.sort_values(["validation_accuracy", "validation_silhouette", column],
+                                  ascending=[False, False, True])
+        chosen[method] = float(means.iloc[0][column])
+    import pandas as pd
+
+    return pd.Series(chosen).loc[_ordered(chosen)]
 
 
-class Separation(NamedTuple):
-    """How two groups of runs compare on one metric."""
-
-    delta: float  # mean of a minus mean of b
-    noise: float  # NOISE_FACTOR times the larger of their standard deviations
-    exceeds: bool  # |delta| > noise: the difference is larger than seed-to-seed noise
-
-
-def separation(runs: pd.DataFrame, a: str, b: str, metric: str = "knn_accuracy", group: str = "seeds"
-               ) -> Separation:
-    """Compare the runs of loss ``a`` with those of loss ``b``: ``|Δmean| > 2·max(std_a, std_b)``?
-
-    A group with a single run (the untrained model) has no spread of its own: its standard deviation counts as 0,
-    so the other group's spread decides. Two single runs cannot be separated from noise (``exceeds`` is False).
-    """
-    table = summary(runs, (metric,), group)
-    for name in (a, b):
-        if name not in table.index:
-            raise ValueError(f"no runs of {name!r} in group {group!r}; losses: {list(table.index)}")
-    stds = [table.loc[name, (metric, "std")] for name in (a, b)]
-    stds = [0.0 if (isinstance(s, float) and math.isnan(s)) else float(s) for s in stds]
-    delta = float(table.loc[a, (metric, "mean")] - table.loc[b, (metric, "mean")])
-    noise = NOISE_FACTOR * max(stds)
-    enough = int(table.loc[a, N]) > 1 or int(table.loc[b, N]) > 1
-    return Separation(delta, noise, bool(enough and abs(delta) > noise))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The results table and the README section
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _cell(mean: float, std: float, digits: int) -> str:
-    if isinstance(std, float) and math.isnan(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def markdown_table(runs: pd.DataFrame) -> str:
-    """The results table: mean ± std over the seeds of every loss at its default margin (``group == "seeds"``)."""
-    columns = (*METRICS, "train_seconds")
-    table = summary(runs, columns)
-    header = ["model", *(METRIC_TITLES[c] for c in columns), "runs"]
+def markdown_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> str:
+    """Mean ± standard deviation over the seeds of every method (one row per method, baselines first)."""
+    table = summary(runs, (*metrics, "train_seconds"))
+    titles = {"accuracy": "accuracy", "knn_accuracy": "kNN accuracy", "triplet_accuracy": "triplet accuracy",
+              "silhouette": "silhouette", "recall_at_1": "Recall@1"}
+    header = ["model", *(titles[m] for m in metrics), "training time (s)", "learning rate", "runs"]
+    rates = runs.groupby("loss")["learning_rate"].first()
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    for loss, row in table.iterrows():
-        cells = [LOSS_TITLES.get(loss, loss)]
-        for column in METRICS:
-            cells.append(_cell(row[(column, "mean")], row[(column, "std")], 3))
+    for method, row in table.iterrows():
+        cells = [METHOD_TITLES.get(method, method)]
+        for metric in metrics:
+            mean, std = row[(metric, "mean")], row[(metric, "std")]
+            cells.append(f"{mean:.3f}" if std != std else f"{mean:.3f} ± {std:.3f}")  # NaN std: a single run
         seconds = row[("train_seconds", "mean")]
-        cells.append("—" if seconds == 0 else _cell(seconds, row[("train_seconds", "std")], 0))
-        cells.append(str(int(row[N])))
+        cells.append("—" if seconds == 0 else f"{seconds:.0f}")
+        rate = rates.get(method)
+        cells.append("—" if rate != rate or rate is None else f"{rate:.0e}".replace("e-0", "e-"))
+        cells.append(str(int(row[("n", "")])))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def publish(folder: str | Path) -> list[Path]:
-    """Copy a finished comparison from ``folder`` to :func:`results_dir`, replacing the committed files.
-
-    In a checkout, ``python -m tools.readme readme`` then rewrites the README's results section from them (a test
-    fails while the two disagree).
-
-    Returns:
-        The paths written.
-    """
-    import shutil
-
-    folder, target = Path(folder), results_dir()
-    missing = [name for name in FILES if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder} lacks {missing}: the comparison did not finish")
-    target.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copy(folder / name, target / name)) for name in FILES]

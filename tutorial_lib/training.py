@@ -28,6 +28,7 @@ Imports sentence-transformers and transformers inside the functions (importing t
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["CollapseWarning", "NonFiniteLossError", "SamplerPlan", "TrainResult", "group_by_label_plan",
-           "learning_rate_factor", "train"]
+           "learning_rate_factor", "train", "trainer_class"]
 
 _UNUSED_WARN_FRACTION = 0.1  # warn when GROUP_BY_LABEL leaves more than this share of examples unused per epoch
 
@@ -177,7 +178,10 @@ def learning_rate_factor(step: int, warmup_steps: int, total_steps: int) -> floa
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def _trainer_class():
+@functools.cache
+def trainer_class():
+    """``SentenceTransformerTrainer`` with the schedule of :func:`learning_rate_factor` (defined on first call, so
+    that importing this module does not import sentence-transformers)."""
     from sentence_transformers import SentenceTransformerTrainer
 
     class Trainer(SentenceTransformerTrainer):
@@ -185,8 +189,6 @@ def _trainer_class():
         way to change it: override ``create_scheduler``)."""
 
         def create_scheduler(self, num_training_steps: int, optimizer=None):
-            import functools
-
             from torch.optim.lr_scheduler import LambdaLR
 
             if self.lr_scheduler is None:
@@ -338,7 +340,7 @@ def train(
             eval_steps=every,
             disable_tqdm=not progress,
         )
-        trainer = _trainer_class()(
+        trainer = trainer_class()(
             model=model,
             args=args,
             train_dataset=train_dataset,
