@@ -20,6 +20,7 @@ Public API::
     evaluate(model, train_dataset, test_dataset, batch_size=64, k=10, seed=0)    -> dict of floats
     evaluate_embeddings(train_emb, train_labels, test_emb, test_labels, k=10, seed=0) -> dict of floats
     per_question(train_emb, train_labels, test_emb, test_labels, k=10)          -> dict of (N_test,) 0/1 arrays
+    recall_at_1_within(embeddings, labels)                                       -> (N,) 0/1 array
     sample_triplets(labels, seed=0, max_triplets=None)                           -> (T, 3) index array
     triplet_evaluator(dataset, seed=0, max_triplets=None)                        -> TripletEvaluator
 
@@ -35,7 +36,8 @@ import numpy as np
 
 K_NEIGHBORS = 10
 
-__all__ = ["encode", "evaluate", "evaluate_embeddings", "per_question", "sample_triplets", "triplet_evaluator"]
+__all__ = ["encode", "evaluate", "evaluate_embeddings", "per_question", "recall_at_1_within", "sample_triplets",
+           "triplet_evaluator"]
 
 
 def encode(model: Any, sentences: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False) -> np.ndarray:
@@ -101,6 +103,22 @@ def per_question(
     nearest = np.argmax(_unit(test_emb) @ _unit(train_emb).T, axis=1)  # highest cosine = smallest cosine distance
     return {"accuracy": (votes == test_labels).astype(int),
             "recall_at_1": (train_labels[nearest] == test_labels).astype(int)}
+
+
+def recall_at_1_within(embeddings: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+    """Retrieval inside one set: 1 where an item's nearest *other* item (cosine) has its label (notebook 10).
+
+    Args:
+        embeddings: (N, D); labels: (N,) integers.
+
+    Returns:
+        (N,) int array; its mean is the set's Recall@1 (leave-one-out: an item never retrieves itself).
+    """
+    unit = _unit(embeddings)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)  # an item is not its own neighbour
+    labels = np.asarray(list(labels))
+    return (labels[np.argmax(similarity, axis=1)] == labels).astype(int)
 
 
 def evaluate_embeddings(

@@ -27,6 +27,7 @@ Public API::
     evaluate_run(model, train, test)                        -> (metrics, answers, test embeddings)
     probe_predictions(train_emb, train_labels, test_emb, c) -> (N_test,) predicted labels
     same_label_collisions(pairs, seed)                      -> dict: what MNRL's in-batch negatives share
+    flip_labels(dataset, fraction, seed)                    -> (Dataset, (N,) bool: which labels were flipped)
 
 Imports sentence-transformers, datasets and scikit-learn inside the functions.
 """
@@ -46,7 +47,7 @@ from .evaluation import sample_triplets
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Budget", "MARGIN", "MiningReport", "budget", "evaluate_run", "method_kind", "mined_triplets",
+__all__ = ["Budget", "MARGIN", "MiningReport", "budget", "evaluate_run", "flip_labels", "method_kind", "mined_triplets",
            "probe_predictions", "random_triplets", "same_label_collisions", "same_label_pairs", "train_run"]
 
 MARGIN = 0.5
@@ -103,6 +104,28 @@ def same_label_pairs(dataset: Any, seed: int) -> Any:
     return Dataset.from_dict({"anchor": [sentences[a] for a, _, _ in rows],
                               "positive": [sentences[p] for _, p, _ in rows],
                               "label_of_pair": [y for _, _, y in rows]})
+
+
+def flip_labels(dataset: Any, fraction: float, seed: int) -> tuple[Any, np.ndarray]:
+    """Label noise: ``round(fraction * N)`` rows, chosen at random, get another label, chosen uniformly among the rest.
+
+    Returns:
+        The noisy copy of ``dataset`` (same ``ClassLabel`` names) and the (N,) bool mask of the flipped rows.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1); got {fraction!r}")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(dataset["label"])
+    n_labels = len(dataset.features["label"].names)
+    flipped = np.zeros(len(labels), dtype=bool)
+    flipped[rng.choice(len(labels), size=round(fraction * len(labels)), replace=False)] = True
+    noisy = labels.copy()
+    for row in np.flatnonzero(flipped):
+        noisy[row] = rng.choice([y for y in range(n_labels) if y != labels[row]])
+    from datasets import Dataset
+
+    rows = {"sentence": list(dataset["sentence"]), "label": noisy.tolist()}
+    return Dataset.from_dict(rows, features=dataset.features), flipped
 
 
 def same_label_collisions(pairs: Any, seed: int, pairs_per_step: int = PAIRS_PER_STEP) -> dict[str, float]:
