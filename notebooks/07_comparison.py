@@ -547,6 +547,21 @@ def bootstrap_interval(correct_a, correct_b, n_boot, seed):
 check_bootstrap_interval(bootstrap_interval);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def bootstrap_interval(correct_a, correct_b, n_boot, seed):
+#     rng = np.random.default_rng(seed)
+#     q = len(correct_a)
+#     idx = rng.integers(0, q, size=(n_boot, q))  # each row: one resample of questions, the same for both models
+#     diffs = correct_a[idx].mean(axis=1) - correct_b[idx].mean(axis=1)
+#     low, high = np.percentile(diffs, [2.5, 97.5])
+#     return low, high
+# ```
+#
+# </details>
+#
 # Then try it on two methods of the committed runs (one seed each, `correct_of(method)[0]`) and compare with
 # `pairwise.csv`, which also resamples the seeds.
 #
@@ -564,6 +579,25 @@ def offline_triplets(labels, seed):
 check_offline_triplets(offline_triplets);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def offline_triplets(labels, seed):
+#     rng = np.random.default_rng(seed)
+#     labels = np.asarray(labels)
+#     index = np.arange(len(labels))
+#     rows = []
+#     for a in index:
+#         positives = index[(labels == labels[a]) & (index != a)]
+#         negatives = index[labels != labels[a]]
+#         if len(positives) and len(negatives):
+#             rows.append((a, rng.choice(positives), rng.choice(negatives)))
+#     return np.array(rows, dtype=np.int64).reshape(-1, 3)
+# ```
+#
+# </details>
+#
 # ### Exercise 3 (open): a longer budget
 #
 # The comparison gives every method one pass over the training questions. Does the ranking hold for three? Train
@@ -579,6 +613,20 @@ check_offline_triplets(offline_triplets);
 #
 # and compare the kNN accuracies in their `metrics.json`. With one seed each, nothing you see is "beyond noise":
 # the interval of one seed against another is at least as wide as those of section 6.
+#
+# <details>
+# <summary>A way to read the two runs (an open exercise: no check)</summary>
+#
+# ```python
+# import json
+# from pathlib import Path
+#
+# for name in ("batch_all_81", "batch_hard_81"):
+#     metrics = json.loads(Path("..", "runs", name, "metrics.json").read_text())
+#     print(name, metrics["before"]["knn_accuracy"], "->", metrics["after"]["knn_accuracy"])
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Summary

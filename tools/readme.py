@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python -m tools.readme readme   # rewrite the README's results section from notebooks/results/
+    python -m tools.readme readme   # rewrite the README's results section and GUIDE.md's verdicts
     python -m tools.readme figure   # docs/before_after.png from notebooks/03_batch_all.ipynb, then readme
 
 The section is written from the committed results of notebook 07 (:mod:`tutorial_lib.results`), so the README and
@@ -33,6 +33,8 @@ from tutorial_lib.results import (
 )
 from tutorial_lib.strategies import STRATEGIES
 
+GUIDE_START = "<!-- guide-verdicts:start -->"
+GUIDE_END = "<!-- guide-verdicts:end -->"
 RESULTS_START = "<!-- results:start -->"
 RESULTS_END = "<!-- results:end -->"
 IMAGE_PATH = "docs/before_after.png"
@@ -135,6 +137,32 @@ def readme_with_results(text: str, block: str) -> str:
     return replace_between(text, RESULTS_START, RESULTS_END, block)
 
 
+def guide_verdicts(runs: pd.DataFrame, pairs: pd.DataFrame) -> str:
+    """GUIDE.md's "Which one?" bullets: every strategy against the best one and against the baselines."""
+    means = runs.groupby("loss")["accuracy"].mean()
+    ranked = means.loc[list(STRATEGIES)].sort_values(ascending=False).index.tolist()
+    lines = ["- mean test accuracy: " + ", ".join(f"{short_title(m)} {means[m]:.3f}" for m in
+                                                   [*ranked, *(b for b in BASELINES if b in means)]) + ";"]
+    lines += [f"- {_verdict(pairs, ranked[0], other)};" for other in ranked[1:]]
+    lines += [f"- {_verdict(pairs, strategy, 'linear_probe')};" for strategy in ranked]
+    lines += [f"- {_verdict(pairs, ranked[0], baseline)};" for baseline in BASELINES if baseline != "linear_probe"]
+    lines.append(f"- {_verdict(pairs, ranked[0], 'linear_probe', 'recall_at_1')} on Recall@1.")
+    return "\n".join(lines)
+
+
+def update_guide(root: str | Path) -> bool:
+    """Rewrite GUIDE.md's verdicts from ``root/notebooks/results``; True if it changed."""
+    root = Path(root)
+    found = load_results(root / "notebooks" / "results")
+    guide = root / "GUIDE.md"
+    text = guide.read_text(encoding="utf-8")
+    new = replace_between(text, GUIDE_START, GUIDE_END, guide_verdicts(found.runs, found.pairwise),
+                          " around the verdicts (GUIDE.md)")
+    if new != text:
+        guide.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def update_readme(root: str | Path) -> bool:
     """Rewrite the results section of ``root/README.md`` from ``root/notebooks/results``; True if it changed."""
     root = Path(root)
@@ -201,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {path.relative_to(root)} ({os.path.getsize(path) / 1e3:.0f} kB)")
     changed = update_readme(root)
     print("README.md: results section " + ("rewritten" if changed else "already up to date"))
+    changed = update_guide(root)
+    print("GUIDE.md: verdicts " + ("rewritten" if changed else "already up to date"))
     return 0
 
 
