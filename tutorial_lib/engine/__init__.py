@@ -8,7 +8,9 @@ values and gradients faster and in O(B^2) memory, for GPUs as well as CPUs:
 * :mod:`.counting` -- BatchAll's exact count of active triplets, by sorting and bisection;
 * :mod:`.functions` -- the losses as one ``torch.autograd.Function``;
 * :mod:`.cuda_graphs` -- forward and backward replayed as CUDA graphs at small batch sizes;
-* :mod:`.triton_kernels` -- optional Triton kernels for BatchAll's counting on CUDA.
+* :mod:`.triton_kernels` -- optional Triton kernels for BatchAll's counting on CUDA;
+* :mod:`.fused_kernels`, :mod:`.fused_semi_hard` -- fused Triton kernels for BatchAll and BatchSemiHard on P x K
+  batches, which never sort a row (opt-in with ``TRIPLET_FUSED=1`` until measured on a GPU).
 
 A learner never needs to read it: the tests hold engine = vectorized = reference loops = sentence-transformers.
 The teaching core (distances, masks, reference, vectorized) never imports it.

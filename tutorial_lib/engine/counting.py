@@ -73,6 +73,20 @@ def use_triton(d: Tensor) -> bool:
     return _triton_importable()
 
 
+FUSED_MAX_BATCH = 8192
+"""Largest batch the fused kernels serve (their sorted kernel holds a padded row in registers)."""
+
+
+def use_fused(d: Tensor) -> bool:
+    """With ``TRIPLET_FUSED=1``, BatchAll and BatchSemiHard use the fused kernels (:mod:`.fused_kernels`,
+    :mod:`.fused_semi_hard`) wherever the Triton counting kernel would serve (:func:`use_triton`) and
+    B <= :data:`FUSED_MAX_BATCH`. Off by default: they are exact on the CPU (Triton's interpreter) but not yet
+    measured, or run, on a GPU (``benchmarks/gpu_check.sh`` does both)."""
+    if os.environ.get("TRIPLET_FUSED", "0") != "1" or d.shape[0] > FUSED_MAX_BATCH:
+        return False
+    return use_triton(d)
+
+
 class AllCounts(NamedTuple):
     per_positive: Tensor  # (B, B) long: [a, p] = number of negatives n with loss(a, p, n) > 0; 0 off positive pairs
     per_negative: Tensor  # (B, B) long: [a, n] = number of positives p with loss(a, p, n) > 0; 0 off negative pairs

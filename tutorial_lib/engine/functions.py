@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import cuda_graphs
-from .counting import batch_all_compact, batch_all_counts, use_compact, use_triton
+from .counting import batch_all_compact, batch_all_counts, use_compact, use_fused, use_triton
 from .gradients import distances_for_backward, pairwise_distances_backward, sparse_distances_backward
 from .selection import batch_masks, hardest_indices, semi_hard_indices
 
@@ -65,6 +65,12 @@ def hard_backward(grad_output, x, rows, cols, slopes, dists, distance: str) -> t
 
 def semi_hard_forward(embeddings: Tensor, labels: Tensor, margin: float, distance: str) -> tuple[Tensor, ...]:
     x, d = distances_for_backward(embeddings, distance)
+    if use_fused(d):  # float32 CUDA: the semi-hard negatives found without sorting every row
+        from . import fused_semi_hard
+
+        signed, total, pairs = fused_semi_hard.semi_hard_terms(d, labels, margin)
+        num_pairs = pairs.clamp(min=1).to(d.dtype)
+        return _nan_if_not_finite(total / num_pairs, d), x, signed.div_(num_pairs), d
     masks = batch_masks(labels)
     semi_hard, _ = semi_hard_indices(d, masks.pos, masks.neg, masks.has_neg)
     valid = semi_hard >= 0  # (B, B): positive pairs of anchors that have a negative
@@ -87,7 +93,12 @@ def batch_all_forward(embeddings: Tensor, labels: Tensor, margin: float, distanc
     # Both sums are large and nearly cancel; subtracting a per-anchor reference r_a (its nearest negative) from
     # every distance leaves the value unchanged (both sums count each active triplet once) but keeps the terms
     # at the scale of the hinge, not of the distances, which preserves float32 precision.
-    if use_triton(d):
+    per_neg = None
+    if use_fused(d):  # float32 CUDA: direct sums where labels have few examples, no sort of every row
+        from . import fused_kernels
+
+        per_pos, counted, total = fused_kernels.batch_all_terms(d, labels, margin)  # per_pos - per_neg already
+    elif use_triton(d):
         from . import triton_kernels
 
         per_pos, per_neg, counted, total, _ = triton_kernels.batch_all_terms(d, labels, margin)
@@ -106,7 +117,7 @@ def batch_all_forward(embeddings: Tensor, labels: Tensor, margin: float, distanc
     zero = torch.zeros((), dtype=d.dtype, device=d.device)
     # No counted triplet: 0 with a zero gradient instead of ST's division by 1e-16 (documented exception).
     scale = torch.where(counted > 0, 1 / counted.clamp(min=1).to(d.dtype), zero)
-    grad_dist = per_pos.sub_(per_neg).mul_(scale)  # dL/d dist, in place: no extra (B, B) buffer
+    grad_dist = (per_pos if per_neg is None else per_pos.sub_(per_neg)).mul_(scale)  # dL/d dist, in place
     return _nan_if_not_finite(total * scale, d), x, grad_dist, d
 
 
