@@ -58,10 +58,51 @@ ENV = setup(seed=0)
 # |---|---|---|
 # | foundations | **01** triplet loss · **02** batches, distances and masks | the loss and its margin; easy, semi-hard and hard triplets; distance matrices, masks and their numerical traps; how batches must be sampled |
 # | the four strategies | **03–06** | BatchAll, BatchHard, BatchSemiHard and BatchHardSoftMargin, one per notebook: the rule, a from-scratch version, the checks, a training run |
-# | in practice | **07** and later | the four strategies compared on the same data; scaling up batches on a GPU |
+# | in practice | **07** and later | the four strategies compared with the baselines a practitioner would try first; scaling up batches; your own data; labels never seen in training |
 #
 # Read them in order: each notebook uses what the ones before it built. The README's table lists the notebooks
 # that exist today, with their measured run times.
+#
+# **Why metric learning at all?** A classifier (a softmax layer, or logistic regression on embeddings) learns one
+# output per class of its training set and answers one question: *which of these classes?* A new class means a new
+# output and new training. A triplet loss learns a **similarity** instead: embeddings in which what belongs together
+# is close. Nothing in it is tied to the training classes, so the same model also serves classes it never saw in
+# training, retrieval (the nearest items of a collection that keeps growing) and clustering. It is not free, and not
+# always needed: on a *closed set* (the same classes in training and in use), a linear probe, logistic regression on
+# the frozen embeddings of the untrained model, is already a strong classifier. Notebook 07 measures both on the same
+# test questions, and notebook 10 measures labels held out of training. What they found, from their committed
+# results (`notebooks/results/`):
+
+# %%
+from tutorial_lib import results
+from tutorial_lib.strategies import STRATEGIES
+
+try:
+    runs, _, _, _, _, pairs = results.load_results()  # notebook 07: closed set
+    open_set = results.load_table("open_set.csv")  # notebook 10: labels held out of training
+except FileNotFoundError:
+    runs = open_set = None
+    print("The results files are missing: run notebooks 07 and 10 in full mode (they write notebooks/results/), "
+          "then rerun this cell.")
+if runs is not None:
+    accuracy = runs.groupby("loss")["accuracy"].mean()
+    recall = runs.groupby("loss")["recall_at_1"].mean()
+    best = accuracy.loc[list(STRATEGIES)].idxmax()
+    diff, low, high = results.interval(pairs, best, "linear_probe")
+    held = open_set.groupby("loss")[["recall_at_1_before", "recall_at_1_after"]].mean().loc[list(STRATEGIES)]
+    print(f"Closed set (notebook 07), test accuracy: linear probe on the frozen model {accuracy['linear_probe']:.3f}, "
+          f"best triplet strategy ({results.short_title(best)}) {accuracy[best]:.3f}: difference {diff:+.3f}, "
+          f"95% interval [{low:+.3f}, {high:+.3f}].")
+    print(f"Retrieval (Recall@1: the nearest training question has the right label): untrained "
+          f"{recall['untrained']:.3f}, {results.short_title(best)} {recall[best]:.3f}.")
+    print(f"Labels never seen in training (notebook 10), Recall@1 among their test questions: "
+          f"{held['recall_at_1_before'].iloc[0]:.3f} before training, {held['recall_at_1_after'].min():.3f} to "
+          f"{held['recall_at_1_after'].max():.3f} after (the four strategies, mean over seeds).")
+
+# %% [markdown]
+# A classifier's accuracy on its own classes is one number; a similarity is judged on what a classifier cannot do at
+# all. Notebook 07 shows how such intervals are computed and when a difference is real; notebook 10 shows why the
+# probe, whatever its accuracy, cannot name a class it was not trained on.
 
 # %% [markdown]
 # ## 2. Who it is for
@@ -80,7 +121,7 @@ ENV = setup(seed=0)
 # **JupyterLab, on your machine.** From a clone of the repository:
 #
 # ```bash
-# pip install -r requirements.txt -e .
+# pip install -r requirements.txt
 # jupyter lab notebooks/00_start_here.ipynb
 # ```
 #
@@ -106,7 +147,7 @@ ENV = setup(seed=0)
 # ### 4.1 Versions, device, mode
 #
 # The setup cell above printed them, and `ENV` keeps them. sentence-transformers must be 6.2 or newer: the series
-# compares its own losses with that version's.
+# compares its own losses with that version's (6.3 adds a guard to the cosine distance, notebook 02).
 
 # %%
 from packaging.version import Version
@@ -240,41 +281,63 @@ circle.figure
 #
 # The notebooks teach by building things from scratch. Once a piece is understood, the notebook imports the real,
 # tested version from `tutorial_lib` and **asserts that both agree**. Nothing is pasted from one notebook into the
-# next: later notebooks import what earlier ones built.
+# next: later notebooks import what earlier ones built. The library comes in four layers:
 #
-# | module | holds | introduced in |
-# |---|---|---|
-# | `distances` | `pairwise_distances`: the (B, B) distance matrix | 02 |
-# | `masks` | which pairs and triplets of a batch are valid | 02 |
-# | `losses` | the four batch losses, `mine` (what each strategy picks), `triplet_stats` (easy / semi-hard / hard counts) | 01, 03–06 |
-# | `reference` | the same losses as plain loops: the teaching version and the test oracle | 02–06 |
-# | `st_losses` | the losses as sentence-transformers loss modules, with statistics | 03–07 |
-# | `data`, `models` | the bundled data set, your CSV; the offline default model | 00 |
-# | `training`, `evaluation` | a training loop with a per-step history; kNN accuracy and friends | 03–07 |
-# | `viz`, `widgets` | 2-D projections and training curves; the interactive figures | 01– |
-# | `exercises` | self-checks for the exercises | 00– |
+# | layer | module | holds | where |
+# |---|---|---|---|
+# | **teaching core**: read these | `distances` | `pairwise_distances`: the (B, B) distance matrix, with its numerical guards | 02 |
+# | | `masks` | which pairs and triplets of a batch are valid | 02 |
+# | | `reference` | the four losses as plain loops (the test oracle), and the series' small rules: triplet categories, what the batch sampler uses per epoch | 01–06 |
+# | | `vectorized` | the four losses as a few lines of readable autograd code on `distances` and `masks` | 03–06 |
+# | **fast engine** | `losses` | the four losses, `mine` (what each strategy picks), `triplet_stats` (easy / semi-hard / hard counts): same values as the teaching core, faster | from 00 on; measured in 08 |
+# | | `engine` | behind `losses`: backward passes written out, CUDA graphs, Triton kernels (no need to read it) | 08 |
+# | **training** | `st_losses` | the losses as sentence-transformers loss modules, with mining statistics | 03–09 |
+# | | `training`, `monitor` | `train`: label-grouped batches, a per-step history, evaluators; the collapse detector | 02 (the batch plan), 03–10 |
+# | | `data`, `models` | the bundled data set, your CSV, Hub data; the offline default model | 00; 09 (your own data) |
+# | | `evaluation` | kNN accuracy and friends; sentence-transformers' evaluators | 01, 03–10 (explained in 07) |
+# | | `experiments`, `results`, `bootstrap` | one training budget for a fair comparison, its results files, paired bootstrap intervals | 07, 10 |
+# | | `scaling`, `distributed` | gradient caching, mining across GPUs | 08 |
+# | **notebook helpers** | `viz`, `widgets` | 2-D projections and training curves; the interactive figures | 00– |
+# | | `exercises` | self-checks for the exercises, one module per notebook | 00– |
+# | | `setup`, `env`, `bench` | the setup cell; fast and offline switches; timers | every notebook; 02, 08 |
 #
-# Each module's docstring starts with what it is for:
+# When a notebook says "the library's version", it means the teaching core: `distances.py`, `masks.py`,
+# `reference.py` and `vectorized.py` are short and meant to be read next to the notebooks. Each module's docstring
+# starts with what it is for:
 
 # %%
 import importlib
 
-for name in ["distances", "masks", "losses", "reference", "st_losses", "data", "models", "training",
-             "evaluation", "viz", "widgets", "exercises"]:
-    module = importlib.import_module(f"tutorial_lib.{name}")
-    print(f"tutorial_lib.{name:<11} {module.__doc__.strip().splitlines()[0]}")
+LAYERS = {
+    "teaching core": ["distances", "masks", "reference", "vectorized"],
+    "fast engine": ["losses", "engine"],
+    "training": ["st_losses", "training", "monitor", "data", "models", "evaluation", "experiments", "results",
+                 "bootstrap", "scaling", "distributed"],
+    "notebook helpers": ["viz", "widgets", "exercises", "setup", "env", "bench"],
+}
+for layer, modules in LAYERS.items():
+    print(layer)
+    for name in modules:
+        module = importlib.import_module(f"tutorial_lib.{name}")
+        print(f"  tutorial_lib.{name:<12} {module.__doc__.strip().splitlines()[0]}")
 
 # %% [markdown]
-# The core (`distances`, `masks`, `losses`) needs nothing but torch. A taste of it, on the four questions above
-# labelled by the kind of answer they expect (person, person, date, reason):
+# The teaching core and the fast engine need nothing but torch. A taste of them, on the four questions above
+# labelled by the kind of answer they expect (person, person, date, reason): the statistics of the batch, and
+# BatchHard's loss three ways, as plain loops (`reference`), as readable autograd code (`vectorized`) and from the
+# fast engine (`losses`):
 
 # %%
-from tutorial_lib import losses
+from tutorial_lib import losses, reference, vectorized
 
 labels = torch.tensor([0, 0, 1, 2])
 stats = losses.triplet_stats(embeddings, labels, margin=0.5)
 print({key: round(float(value), 3) for key, value in stats.items() if key.endswith("triplets")})
-print("BatchHard loss:", float(losses.batch_hard_triplet_loss(embeddings, labels, margin=0.5)))
+batch_hard = {module.__name__.split(".")[-1]: float(module.batch_hard_triplet_loss(embeddings, labels, margin=0.5))
+              for module in (reference, vectorized, losses)}
+print("BatchHard loss:", batch_hard)
+# Checkpoint: the three implementations agree (the loops compute distances pair by pair: rounding differs a little).
+assert max(batch_hard.values()) - min(batch_hard.values()) < 1e-5
 
 # %% [markdown]
 # Four triplets can be made from this batch (two anchors with a positive, times two negatives each). Notebook 01
@@ -291,7 +354,7 @@ print("BatchHard loss:", float(losses.batch_hard_triplet_loss(embeddings, labels
 # 4. **checkpoints**: `assert` cells confirming that what you built agrees with the library (and with
 #    sentence-transformers). If one fails, something above it went wrong: rerun from the top;
 # 5. **exercises** with a self-check that tells you whether your function is right and gives a hint if not,
-#    without showing the answer;
+#    without showing the answer, and a solution folded away under it (open it after you tried);
 # 6. a summary, common pitfalls, further reading, and a link to the next notebook.
 
 # %% [markdown]
@@ -322,7 +385,17 @@ assert check_euclidean_distance(euclidean)
 
 # %% [markdown]
 # In the next notebooks the exercises are yours: write the function in the cell, run the check, and read the hint
-# if it says "not yet".
+# if it says "not yet". Under each check, a solution waits, folded like this one:
+#
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def euclidean(u, v):
+#     return ((u - v) ** 2).sum().sqrt()
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Summary
@@ -332,8 +405,12 @@ assert check_euclidean_distance(euclidean)
 # - It runs in JupyterLab, in Colab (install cell included; pick a GPU runtime for training) and fully offline.
 # - The default model, all-MiniLM-L6-v2, **normalizes** its embeddings: every distance between two of them is at
 #   most 2. Keep that in mind for the margin.
-# - `tutorial_lib` holds the tested versions of everything the notebooks build; each notebook asserts that its
-#   from-scratch version agrees with it.
+# - A triplet loss learns a similarity, not a fixed set of classes: it also serves classes never seen in training,
+#   retrieval and clustering. On a closed set, a linear probe on frozen embeddings is the baseline to beat
+#   (notebooks 07 and 10).
+# - `tutorial_lib` holds the tested versions of everything the notebooks build, in layers: a teaching core to read
+#   (`distances`, `masks`, `reference`, `vectorized`), a fast engine (`losses`), the training stack and notebook
+#   helpers. Each notebook asserts that its from-scratch version agrees with it.
 #
 # ## Common pitfalls
 #

@@ -232,8 +232,8 @@ playground.show()
 #
 # - **Margin 0.** No semi-hard triplet is left: a negative is either inside the disk (hard) or easy. BatchAll and
 #   BatchHard still have a loss, from the hard triplets alone.
-# - **Margin 1.5.** Almost everything becomes semi-hard, and the losses with a margin grow by about the margin you
-#   added. The soft margin's loss does not move: it has no margin.
+# - **Margin 1.5.** Almost everything becomes semi-hard. BatchHard's and BatchSemiHard's losses grow by about the
+#   margin you added, BatchAll's by less (measured below). The soft margin's loss does not move: it has no margin.
 # - **Anchor 7**, the *food* point among the *tech* points: almost all its triplets are hard.
 # - Compare the picks: BatchHard's pair is a single cell of the grid; BatchSemiHard picks one negative per row
 #   (per positive); BatchAll uses every coloured cell that is not green.
@@ -255,6 +255,30 @@ print(playground.text)
 large = playground.state["counts"]
 assert large["semi-hard"] > small["semi-hard"] and large["easy"] < small["easy"]
 assert large["hard"] == small["hard"]  # the disk does not depend on the margin
+
+# %% [markdown]
+# How much does each loss grow with the margin? From 0.3 to 1.5, every triplet's $d(a,p) - d(a,n) + m$ grows by
+# 1.2. BatchHard's loss is a mean over anchors of their hardest triplet; if that triplet was already active, its
+# loss grows by exactly 1.2. BatchAll's loss is a mean over the **active** triplets only, and raising the margin
+# changes which ones those are: triplets that were easy at 0.3 turn active, each with a loss between 0 and 1.2, and
+# join the average. The old ones grow by 1.2, the newcomers pull the mean down, so BatchAll grows by less than the
+# margin you added:
+
+# %%
+low_m, high_m = 0.3, 1.5
+low, high = widgets.strategy_losses(points, labels, low_m), widgets.strategy_losses(points, labels, high_m)
+for name in low:
+    print(f"{name:24s} margin {low_m}: {low[name]:.3f}   margin {high_m}: {high[name]:.3f}   "
+          f"grew by {high[name] - low[name]:+.2f}")
+active = {m: int(losses.triplet_stats(points, labels, m)["active_triplets"]) for m in (low_m, high_m)}
+newcomers = active[high_m] - active[low_m]
+newcomer_loss = (high["batch_all"] * active[high_m] - (low["batch_all"] + high_m - low_m) * active[low_m]) / newcomers
+print(f"BatchAll's active triplets: {active[low_m]} -> {active[high_m]}; the {newcomers} newcomers' mean loss "
+      f"{newcomer_loss:.3f}, the others' {low['batch_all'] + high_m - low_m:.3f}")
+# Checkpoint: BatchHard grows by the whole margin, BatchAll by clearly less, the soft margin not at all.
+assert abs(high["batch_hard"] - low["batch_hard"] - (high_m - low_m)) < 1e-5
+assert high["batch_all"] - low["batch_all"] < 0.8 * (high_m - low_m) and newcomers > 0
+assert high["batch_hard_soft_margin"] == low["batch_hard_soft_margin"]
 
 # %% [markdown]
 # Anchor 7 sits among the other label's points, so every strategy has plenty to fix there:
@@ -510,6 +534,17 @@ def triplet_loss(d_ap, d_an, margin):
 check_triplet_loss(triplet_loss);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def triplet_loss(d_ap, d_an, margin):
+#     return torch.relu(d_ap - d_an + margin)
+# ```
+#
+# </details>
+
+# %% [markdown]
 # ### Exercise 2: which category?
 #
 # `category(d_ap, d_an, margin)` takes three numbers and returns `"easy"`, `"semi-hard"` or `"hard"`, with this
@@ -521,6 +556,21 @@ def category(d_ap, d_an, margin):
 
 
 check_triplet_category(category);
+
+# %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def category(d_ap, d_an, margin):
+#     if d_an <= d_ap:  # a tie counts as hard
+#         return "hard"
+#     if d_an < d_ap + margin:  # exactly at d_ap + margin the loss is 0: easy
+#         return "semi-hard"
+#     return "easy"
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ### Exercise 3: BatchHard's pair for one anchor
@@ -535,6 +585,22 @@ def hardest_pair(dist_row, labels, anchor):
 
 
 check_hardest_pair(hardest_pair);
+
+# %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def hardest_pair(dist_row, labels, anchor):
+#     same = labels == labels[anchor]
+#     positives = same.clone()
+#     positives[anchor] = False  # an example is not its own positive
+#     p = torch.where(positives, dist_row, -torch.inf).argmax()  # farthest positive
+#     n = torch.where(same, torch.inf, dist_row).argmin()  # nearest negative
+#     return int(p), int(n)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Summary

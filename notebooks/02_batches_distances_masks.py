@@ -33,23 +33,24 @@ ENV = setup(seed=0)
 # - List every valid triplet of a labelled batch, and count them with a formula.
 # - Compute all pairwise distances with one matrix product (the Gram trick), and defuse its two numerical traps:
 #   negative squared distances and the infinite gradient of the square root at 0.
-# - Choose between cosine and euclidean distance, and know when they pick the same triplets.
+# - Choose between cosine and euclidean distance: know when they pick the same triplets, and what still differs.
 # - Build the positive, negative and triplet masks with broadcasting, and check them against plain loops.
 # - Explain why every batch needs at least two examples of each label it holds, and how P×K sampling
 #   (sentence-transformers' `GROUP_BY_LABEL`) guarantees it.
 # - Measure why the B × B × B approach does not scale and O(B²) does.
+# - Know what sentence-transformers and `tutorial_lib` do at the edges: a single label, a label with one example,
+#   nothing active, ties, label shapes (section 10, which notebooks 03–06 refer to).
 #
 # **Prerequisites:** notebook 01 (triplets, margin, the four strategies).
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from packaging.version import Version
 from sentence_transformers.sentence_transformer import losses as st
 
-from tutorial_lib import distances, losses, masks, reference, widgets
+from tutorial_lib import distances, losses, masks, reference, st_losses, widgets
 
 FAST = ENV.fast
 BENCH_SIZES = [16, 32, 64, 128] if FAST else [16, 32, 64, 128, 256, 512]  # batch sizes of the cost measurement
@@ -244,7 +245,6 @@ for name, fn in [("ours", safe_distances), ("tutorial_lib", distances.pairwise_d
     fn(x).sum().backward()
     print(f"{name:22s} finite gradients: {bool(torch.isfinite(x.grad).all())}")
 
-# %%
 # Checkpoint: our guarded version equals the library, in value and in gradient, also for near-twins.
 for sample in (x.detach(), twins):
     a = sample.clone().requires_grad_(True)
@@ -264,8 +264,7 @@ print("values and gradients agree")
 # $$\lVert u - v\rVert^2 = 2 - 2\cos(u, v) = 2\,\bigl(1 - \cos(u, v)\bigr),$$
 #
 # so the euclidean distance is an increasing function of the cosine distance: **they rank every pair in the same
-# order**, and every strategy picks the same triplets with either (the margins differ: the same gap is a different
-# number on each scale). For embeddings of different lengths the two disagree.
+# order**. For embeddings of different lengths the two disagree.
 
 # %%
 g = torch.Generator().manual_seed(2)
@@ -286,6 +285,18 @@ plt.show()
 # %% [markdown]
 # Left, a single curve ($c = e^2 / 2$): same order. Right, a cloud: the nearest negative by one distance need not
 # be the nearest by the other.
+#
+# On unit vectors, the same order is enough for every **pick**: BatchHard's farthest positive and nearest negative,
+# and BatchSemiHard's nearest negative beyond the positive, only ask which distance is larger. It is not enough for
+# what the margin and the gradient touch, because the curve is not a straight line:
+#
+# - **which triplets are active**: a euclidean gap $e_n - e_p$ is a cosine gap of $(e_n^2 - e_p^2)/2$, larger for
+#   far pairs than for near ones. No cosine margin makes exactly the same triplets active as a euclidean margin;
+# - **how much each pair weighs in the gradient**: $\partial e / \partial c = 1 / e$, so through the euclidean
+#   distance a near pair is pulled or pushed harder, relative to a far one, than through the cosine distance.
+#
+# Only the squared euclidean distance is an exact rescaling on unit vectors, $e^2 = 2c$: margin $2m$ on the one is
+# margin $m$ on the other, and every loss doubles. (Notebook 01, section 5, said the same of the margin.)
 
 # %%
 # Checkpoint: on unit vectors, euclidean and cosine distances make every strategy pick the same triplets.
@@ -298,11 +309,58 @@ assert torch.allclose(distances.pairwise_distances(unit, "squared_euclidean"),
 differ = [losses.mine(raw, label_40, 0.5, distance).hardest_negative for distance in ("euclidean", "cosine")]
 print(f"unnormalized: hardest negative differs for {int((differ[0] != differ[1]).sum())} of 40 anchors")
 
+# But the active triplets are not a rescaling: search the cosine margin closest to a euclidean margin of 0.2.
+euclid, cosine = distances.pairwise_distances(unit), distances.pairwise_distances(unit, "cosine")
+valid = masks.triplet_mask(label_40)
+
+
+def active_triplets(dist, margin):
+    return (dist[:, :, None] - dist[:, None, :] + margin > 0) & valid
+
+
+target = active_triplets(euclid, 0.2)
+cosine_margins = np.arange(0.001, 1, 0.001)
+disagree = [int((active_triplets(cosine, m) != target).sum()) for m in cosine_margins]
+closest = int(np.argmin(disagree))
+print(f"unit vectors, euclidean margin 0.2: {int(target.sum())} of {int(valid.sum())} valid triplets active; the "
+      f"closest cosine margin, {cosine_margins[closest]:.3f}, still disagrees on {disagree[closest]} of them")
+off_diagonal = euclid[~torch.eye(40, dtype=torch.bool)]
+print(f"gradient weight of a pair through the euclidean distance, relative to the cosine one (1/e): "
+      f"{float(1 / off_diagonal.max()):.2f} to {float(1 / off_diagonal.min()):.2f}")
+assert disagree[closest] > 0
+squared_loss = float(losses.batch_all_triplet_loss(unit, label_40, 0.4, "squared_euclidean"))
+assert abs(squared_loss - 2 * float(losses.batch_all_triplet_loss(unit, label_40, 0.2, "cosine"))) < 1e-4
+
 # %% [markdown]
-# all-MiniLM-L6-v2 normalizes its embeddings, so for it the choice only changes the scale of the margin.
-# sentence-transformers' batch losses default to the euclidean distance
-# (`BatchHardTripletLossDistanceFunction.euclidean_distance`); `distance="cosine"` in `tutorial_lib` matches its
-# `cosine_distance`.
+# all-MiniLM-L6-v2 normalizes its embeddings, so for it both distances pick the same positives and negatives, but a
+# margin does not carry over from one to the other: choose it on the scale of the distance you train with (notebook
+# 01's explorer sets its range from the distance). sentence-transformers' batch losses default to the euclidean
+# distance (`BatchHardTripletLossDistanceFunction.euclidean_distance`); `distance="cosine"` in `tutorial_lib`
+# matches its `cosine_distance`, guard included.
+#
+# The cosine distance has a trap of its own. A point and its duplicate (the same sentence twice in a batch) have
+# $\cos = 1$, but in float32 the normalized dot product can round to just above 1, and $1 - \cos$ to a **negative**
+# distance, of the order of $-10^{-7}$; so can a point's distance to itself. A negative distance breaks what the
+# losses assume (nothing is nearer to a point than the point itself). Since sentence-transformers 6.3 the cosine
+# distance is clamped at 0 and its diagonal set to exactly 0, like the euclidean guards of sections 3 and 4;
+# `tutorial_lib.distances.cosine_distances` does the same. 64 random embeddings, each in the batch twice:
+
+# %%
+g = torch.Generator().manual_seed(4)
+base = torch.randn(64, 384, generator=g)
+doubled = torch.cat([base, base])  # row i and row i + 64 are duplicates
+unit_rows = torch.nn.functional.normalize(doubled, dim=1)
+unguarded = 1 - unit_rows @ unit_rows.T  # the cosine distance without its guard
+twins = unguarded.diagonal(offset=64)  # each row against its duplicate
+print(f"1 - cos, unguarded: {int((twins < 0).sum())} of 64 duplicate pairs below 0 (lowest {float(twins.min()):.1e}), "
+      f"{int((unguarded.diagonal() < 0).sum())} of 128 points below 0 against themselves")
+guarded = distances.pairwise_distances(doubled, "cosine")
+print(f"guarded: lowest {float(guarded.min())}, diagonal all 0: {bool((guarded.diagonal() == 0).all())}")
+# Checkpoint: rounding does go below 0; the guard clamps it and zeroes the diagonal, as sentence-transformers 6.3 does.
+assert (unguarded < 0).any() and float(guarded.min()) == 0.0 and (guarded.diagonal() == 0).all()
+assert torch.equal(guarded, distances.cosine_distances(doubled))
+if Version(ENV.versions["sentence-transformers"]) >= Version("6.3"):  # 6.2 did not clamp
+    assert torch.equal(guarded, st.BatchHardTripletLossDistanceFunction.cosine_distance(doubled))
 
 # %% [markdown]
 # ## 6. Masks: which pairs and triplets are valid
@@ -352,7 +410,6 @@ plt.show()
 triplet = positive[:, :, None] & negative[:, None, :]  # (B, B, 1) & (B, 1, B) -> (B, B, B)
 print(triplet.shape, int(triplet.sum()), "valid triplets")
 
-# %%
 # Checkpoint: loops == broadcasting == tutorial_lib.masks, and the 3-D mask holds exactly the listed triplets.
 loop_pos, loop_neg = naive_masks(labels)
 assert torch.equal(loop_pos, positive) and torch.equal(positive, masks.anchor_positive_mask(labels))
@@ -398,9 +455,7 @@ results = {
     "reference": float(reference.batch_all_triplet_loss(emb, lab, 0.5)),
     "sentence-transformers": float(st.BatchAllTripletLoss(model=None, margin=0.5).compute_loss_from_embeddings([emb], lab)),
 }
-results
-
-# %%
+print(results)
 # Checkpoint: all five agree (the ST module needs no model to be called on embeddings).
 assert all(abs(value - results["tutorial_lib"]) < 1e-5 for value in results.values())
 
@@ -452,17 +507,37 @@ print(dict(per_label))
 assert min(per_label.values()) >= 2
 
 # %% [markdown]
-# `tutorial_lib.training.group_by_label_plan` checks these rules before training and reports how much of the
-# data one epoch uses (the stream of pairs stops when only one label has examples left):
+# How much of the data does one epoch use? The sampler's rules decide: a label with a single example is never
+# drawn; a label gives its examples in pairs, so an odd one out waits; labels take turns until only one label has
+# pairs left, so the largest label gives only as many pairs as the second largest. The stream of pairs is then cut
+# into batches, and a last partial batch is kept if it holds at least 4 examples.
+#
+# `tutorial_lib.reference.group_by_label_epoch` is that arithmetic written out, ten lines to read.
+# `tutorial_lib.training.group_by_label_plan` is what training calls: it checks the rules (even batch size, at
+# least 4, two labels with two examples) and asks sentence-transformers' sampler itself what one epoch draws, with
+# an explanation of anything left out. The two must agree, on the bundled data and on a small uneven layout:
 
 # %%
+from tutorial_lib.reference import group_by_label_epoch
 from tutorial_lib.training import group_by_label_plan
 
-plan = group_by_label_plan(list(data["train"]["label"]), batch_size=16, label_names=names)
-print(f"{plan.examples} examples, {plan.used_per_epoch} used per epoch, {plan.batches_per_epoch} batches")
+train_labels = list(data["train"]["label"])
+plan = group_by_label_plan(train_labels, batch_size=16, label_names=names)
+rule = group_by_label_epoch(list(Counter(train_labels).values()), batch_size=16)
+print(f"bundled data: {plan.examples} examples, the sampler uses {plan.used_per_epoch} per epoch in "
+      f"{plan.batches_per_epoch} batches of 16; the rule: {rule}")
+uneven = [0] * 9 + [1] * 5 + [2] * 2 + [3]  # labels with 9, 5, 2 and 1 examples
+uneven_plan = group_by_label_plan(uneven, batch_size=4)
+uneven_rule = group_by_label_epoch([9, 5, 2, 1], batch_size=4)
+print(f"9, 5, 2 and 1 examples: the sampler uses {uneven_plan.used_per_epoch} of {uneven_plan.examples} in "
+      f"{uneven_plan.batches_per_epoch} batches of 4; the rule: {uneven_rule}")
+print("\n".join(uneven_plan.messages))
+# Checkpoint: the readable rule and the sampler agree.
+assert (plan.used_per_epoch, plan.batches_per_epoch) == rule
+assert (uneven_plan.used_per_epoch, uneven_plan.batches_per_epoch) == uneven_rule
 
 # %% [markdown]
-# And what happens otherwise? Two degenerate batches:
+# And what happens otherwise? Two degenerate batches (section 10 collects every such edge case):
 #
 # - **every label once** (no positives): no valid triplet. BatchAll returns 0. BatchHard, following
 #   sentence-transformers, treats the missing positive as distance 0 and still pushes the nearest negative out to
@@ -484,7 +559,6 @@ for title, lab in (("every label once", torch.arange(8)), ("a single label", tor
           f"{float(losses.batch_all_triplet_loss(emb, lab, 0.5)):.3f}, BatchHard: tutorial_lib {ours:.3f}, "
           f"sentence-transformers {theirs:.3f}")
 
-# %%
 # Checkpoint: no valid triplet in either. Every label once: BatchHard still has a loss (push only), the same in
 # tutorial_lib and sentence-transformers. A single label: 0 here, the margin there.
 st_hard = st.BatchHardTripletLoss(model=None, margin=0.5)
@@ -501,7 +575,7 @@ assert abs(float(st_hard.compute_loss_from_embeddings([emb], one_label)) - 0.5) 
 # ## 9. What the cube costs
 #
 # The $(B, B, B)$ cube of section 7 is the clearest way to write BatchAll and the worst way to run it: $B^3$
-# entries. sentence-transformers 6.2 compares each positive pair with all $B$ candidates, $B(K - 1) \times B$
+# entries. sentence-transformers compares each positive pair with all $B$ candidates, $B(K - 1) \times B$
 # entries for $K$ examples per label. `tutorial_lib` never allocates more than $(B, B)$. The largest tensor each
 # approach builds, in float32:
 
@@ -522,14 +596,7 @@ sizes_table.map(lambda n: f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**2
 # batches only.
 
 # %%
-def best_time(fn, repeat=3):
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
+from tutorial_lib.bench import best_time  # the shortest of `repeat` runs: other work on the machine only adds time
 
 timings = {"Python loops": {}, "cube (B³)": {}, "sentence-transformers": {}, "tutorial_lib": {}}
 st_batch_all = st.BatchAllTripletLoss(model=None, margin=0.5)
@@ -541,9 +608,11 @@ for size in sorted(set(BENCH_SIZES + LOOP_SIZES)):
     if size in LOOP_SIZES:
         timings["Python loops"][size] = best_time(lambda: batch_all_loops(d, lab.tolist(), 0.5), repeat=1)
     if size in BENCH_SIZES:
-        timings["cube (B³)"][size] = best_time(lambda: batch_all_cube(distances.pairwise_distances(emb), lab, 0.5))
-        timings["sentence-transformers"][size] = best_time(lambda: st_batch_all.compute_loss_from_embeddings([emb], lab))
-        timings["tutorial_lib"][size] = best_time(lambda: losses.batch_all_triplet_loss(emb, lab, 0.5))
+        timings["cube (B³)"][size] = best_time(lambda: batch_all_cube(distances.pairwise_distances(emb), lab, 0.5),
+                                               repeat=3)
+        timings["sentence-transformers"][size] = best_time(lambda: st_batch_all.compute_loss_from_embeddings([emb], lab),
+                                                           repeat=3)
+        timings["tutorial_lib"][size] = best_time(lambda: losses.batch_all_triplet_loss(emb, lab, 0.5), repeat=3)
 pd.DataFrame(timings).map(lambda s: f"{s * 1e3:.1f} ms" if s == s else "")
 
 # %%
@@ -558,17 +627,113 @@ ax.legend(fontsize=8)
 ax.set_title("BatchAll, K = 8 examples per label")
 plt.show()
 
-# %%
-# Checkpoint: at the largest size measured, the library is faster than the cube.
+for name in ("cube (B³)", "tutorial_lib"):
+    series = timings[name]
+    factors = [f"{size}→{2 * size}: ×{series[2 * size] / series[size]:.1f}" for size in series if 2 * size in series]
+    print(f"{name:13s} time per doubling of B: {', '.join(factors)}")
+# Checkpoint: at the largest size measured, the library is faster than the cube, and the cube's last doubling cost
+# more than the ×4 of any O(B²) method.
 largest = max(BENCH_SIZES)
 assert timings["tutorial_lib"][largest] < timings["cube (B³)"][largest]
+assert timings["cube (B³)"][largest] / timings["cube (B³)"][largest // 2] > 4
 
 # %% [markdown]
-# On a log-log plot a power law is a straight line whose slope is the power: the cube's time grows about ×8 per
-# doubling of B (slope 3), an $O(B^2)$ method's about ×4 (slope 2). At the smallest sizes fixed overheads dominate
-# and the cube can even win; from a few hundred examples on it falls far behind, and the Python loops are slower
-# than everything by orders of magnitude. For the batch sizes that make online mining work well (hundreds to
-# thousands), only $O(B^2)$ memory is affordable.
+# On a log-log plot a power law is a straight line whose slope is the power. Counted in operations, the cube's work
+# grows ×8 per doubling of B (slope 3), an $O(B^2)$ method's ×4 (slope 2). The measured factors printed above are
+# not those counts. At the smallest sizes fixed overheads dominate (calling each operation costs more than its
+# arithmetic), the factors are small and the cube can even win. From B = 64 on, the cube's factors have come out
+# **above 8** in our runs on a shared 2-core CPU, between about ×9 and ×26 per doubling: a float32 cube takes
+# 8 MiB at B = 128, 64 MiB at 256 and 512 MiB at 512, far more than a CPU cache holds, so each of its
+# several passes (subtract, relu, mask, sum, count) waits on main memory, and every fresh tensor of that size must
+# first be mapped into memory by the operating system, page by page. More work, and each unit of it slower. The
+# Python loops are slower than everything by orders of magnitude. For the batch sizes that make online mining work
+# well (hundreds to thousands), only $O(B^2)$ memory is affordable.
+
+# %% [markdown]
+# ## 10. sentence-transformers' conventions
+#
+# On every ordinary batch, `tutorial_lib`'s four losses give sentence-transformers' values. At the edges each library
+# follows a convention of its own; notebooks 03–06 come back to these, and this is the one place that lists them:
+#
+# | situation | sentence-transformers 6.3 | `tutorial_lib` |
+# |---|---|---|
+# | **a batch with a single label** (no negative) | no valid triplet, yet a loss: BatchHard costs the margin, the soft margin $\ln 2$, BatchSemiHard a positive loss; BatchAll 0 | 0 for all four, with a zero gradient |
+# | **a label with a single example** | never an anchor with a positive, only a negative for the others. BatchHard and the soft margin still count it in their mean over anchors, with a hardest-positive distance of 0 (a push, no pull); BatchAll and BatchSemiHard have no triplet or pair for it | the same |
+# | **BatchAll with nothing active** | the sum of the triplet losses divided by (the number above $10^{-16}$) $+ 10^{-16}$: 0 when every loss is 0, but losses between 0 and $10^{-16}$ are divided by $10^{-16}$ | 0 by rule, with a zero gradient |
+# | **ties** | a triplet whose loss is exactly 0 still passes a gradient (the linear piece's); among equally hard candidates, whichever its masking finds (BatchHard's can pick the anchor itself) | a loss of exactly 0 passes no gradient; among equally hard candidates, the lowest index |
+# | **label shapes** | (B,) or (B, 1), flattened | the loss modules of `tutorial_lib.st_losses` (what the trainer calls) accept both; the functions of `tutorial_lib.losses` want (B,) |
+# | **float labels** | accepted silently | refused with a `TypeError`: a float label column is usually a regression target passed by mistake |
+#
+# Each row, checked on small batches (section 8's eight close points; one-dimensional points whose distances are
+# exact):
+
+# %%
+ST_LOSSES = {"batch_all": st.BatchAllTripletLoss(model=None, margin=0.5),
+             "batch_hard": st.BatchHardTripletLoss(model=None, margin=0.5),
+             "batch_semi_hard": st.BatchSemiHardTripletLoss(model=None, margin=0.5),
+             "batch_hard_soft_margin": st.BatchHardSoftMarginTripletLoss(model=None)}
+g = torch.Generator().manual_seed(6)
+close = torch.nn.functional.normalize(torch.ones(32) + 0.3 * torch.randn(8, 32, generator=g), dim=1)  # section 8's
+edges = {"a single label": torch.zeros(8, dtype=torch.long),
+         "label 2 has one example": torch.tensor([0, 0, 0, 1, 1, 1, 1, 2])}
+values = {}
+for title, lab in edges.items():
+    values[(title, "tutorial_lib")] = {name: float(losses.loss_function(name)(close, lab, 0.5)) for name in ST_LOSSES}
+    values[(title, "ST")] = {name: float(st_loss.compute_loss_from_embeddings([close], lab))
+                             for name, st_loss in ST_LOSSES.items()}
+values = pd.DataFrame(values)
+print(values.round(4).to_string(), "\n")
+
+
+def on_points(loss_fn, points, labels):
+    """A loss of 1-D points (float64, one row each) and its gradient with respect to them."""
+    x = torch.tensor(points, dtype=torch.float64)[:, None].requires_grad_(True)
+    loss = loss_fn(x, torch.tensor(labels))
+    loss.backward()
+    return float(loss.detach()), x.grad.flatten()
+
+
+# BatchAll, one triplet with a loss above 0 but below 1e-16: a tie d(a, p) = d(a, n) = 1 and a margin of 5e-17.
+tiny_st = st.BatchAllTripletLoss(model=None, margin=5e-17)
+tiny = {"tutorial_lib": on_points(lambda e, y: losses.batch_all_triplet_loss(e, y, 5e-17), [0, 1, -1, 5], [0, 0, 1, 2]),
+        "ST": on_points(lambda e, y: tiny_st.compute_loss_from_embeddings([e], y), [0, 1, -1, 5], [0, 0, 1, 2])}
+for library, (value, grad) in tiny.items():
+    print(f"BatchAll, one loss of 5e-17: {library:12s} loss {value}, largest gradient {float(grad.abs().max()):.0e}")
+# A loss of exactly 0: anchor 0 at 0, its positive at 1, its nearest negative at 1.5, margin 0.5.
+hard_st = ST_LOSSES["batch_hard"]
+at_zero = {"tutorial_lib": on_points(lambda e, y: losses.batch_hard_triplet_loss(e, y, 0.5), [0, 1, 1.5, 3], [0, 0, 1, 1]),
+           "ST": on_points(lambda e, y: hard_st.compute_loss_from_embeddings([e], y), [0, 1, 1.5, 3], [0, 0, 1, 1])}
+for library, (value, grad) in at_zero.items():
+    print(f"BatchHard, anchor 0's loss exactly 0: {library:12s} loss {value}, gradient {grad.tolist()}")
+# Two negatives equally near anchor 0 (at -1 and at 1): the lowest index wins.
+tie_pick = int(losses.mine(torch.tensor([[0.0], [0.5], [-1.0], [1.0]]), torch.tensor([0, 0, 1, 1]), 0.5).hardest_negative[0])
+print(f"negatives 2 and 3 equally near anchor 0: tutorial_lib picks {tie_pick}\n")
+# Label shapes and dtypes: the module the trainer calls, the functional API, sentence-transformers' module.
+labels_1d = edges["label 2 has one example"]
+module = st_losses.make_loss("batch_hard", None, margin=0.5)
+shapes = [float(module.compute_loss_from_embeddings([close], y)) for y in (labels_1d, labels_1d[:, None])]
+print(f"labels of shape (8,) and (8, 1), tutorial_lib's module: {shapes[0]:.4f} and {shapes[1]:.4f}")
+refused = {"tutorial_lib's module, float labels": lambda: module.compute_loss_from_embeddings([close], labels_1d.float()),
+           "losses.batch_hard_triplet_loss, (8, 1)": lambda: losses.batch_hard_triplet_loss(close, labels_1d[:, None], 0.5)}
+for what, call in refused.items():
+    try:
+        call()
+    except (TypeError, ValueError) as error:
+        print(f"{what}: {type(error).__name__}: {error}")
+st_float = float(hard_st.compute_loss_from_embeddings([close], labels_1d.float()))
+print(f"sentence-transformers, float labels: {st_float:.4f}")
+
+# Checkpoint: every row of the table.
+single = values["a single label"]
+assert (single["tutorial_lib"] == 0).all() and single.loc["batch_all", "ST"] == 0 and single.loc["batch_semi_hard", "ST"] > 0
+assert abs(single.loc["batch_hard", "ST"] - 0.5) < 1e-6 and abs(single.loc["batch_hard_soft_margin", "ST"] - np.log(2)) < 1e-6
+one_example = values["label 2 has one example"]
+assert np.allclose(one_example["tutorial_lib"], one_example["ST"], atol=1e-6)  # the same convention
+assert tiny["tutorial_lib"][0] == 0 and float(tiny["tutorial_lib"][1].abs().max()) == 0
+assert tiny["ST"][0] > 0.4 and float(tiny["ST"][1].abs().max()) > 1e15
+assert at_zero["tutorial_lib"][0] == at_zero["ST"][0] and not torch.equal(at_zero["tutorial_lib"][1], at_zero["ST"][1])
+assert tie_pick == 2
+assert shapes[0] == shapes[1] == float(losses.batch_hard_triplet_loss(close, labels_1d, 0.5)) == st_float
 
 # %% [markdown]
 # ## Exercises
@@ -591,6 +756,22 @@ def pairwise_distances(embeddings):
 check_pairwise_distances(pairwise_distances);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def pairwise_distances(embeddings):
+#     gram = embeddings @ embeddings.T
+#     sq = gram.diagonal()
+#     d2 = (sq[:, None] - 2 * gram + sq[None, :]).clamp(min=0)  # rounding can go below 0
+#     positive = d2 > 0
+#     safe = torch.where(positive, d2, torch.ones_like(d2))  # sqrt never sees a 0: no infinite gradient
+#     return torch.where(positive, safe.sqrt(), torch.zeros_like(d2))
+# ```
+#
+# </details>
+
+# %% [markdown]
 # ### Exercise 2: the triplet mask
 #
 # `triplet_mask(labels)` returns the $(B, B, B)$ boolean mask of valid triplets $(a, p, n)$, without a Python loop.
@@ -601,6 +782,19 @@ def triplet_mask(labels):
 
 
 check_triplet_mask(triplet_mask);
+
+# %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def triplet_mask(labels):
+#     same = labels[:, None] == labels[None, :]
+#     positive = same & ~torch.eye(len(labels), dtype=torch.bool)
+#     return positive[:, :, None] & ~same[:, None, :]  # [a, p, n]
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ### Exercise 3: how many triplets?
@@ -616,6 +810,18 @@ def count_valid_triplets(labels):
 check_count_valid_triplets(count_valid_triplets);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def count_valid_triplets(labels):
+#     _, counts = torch.unique(labels, return_counts=True)
+#     return int((counts * (counts - 1) * (len(labels) - counts)).sum())
+# ```
+#
+# </details>
+
+# %% [markdown]
 # ## Summary
 #
 # - A triplet $(a, p, n)$ of a batch is valid when $p \ne a$ shares $a$'s label and $n$ does not; a batch holds
@@ -623,10 +829,16 @@ check_count_valid_triplets(count_valid_triplets);
 # - All pairwise distances come from one matrix product (the Gram trick), with two guards: clamp squared distances
 #   at 0 (rounding makes them negative, and sqrt of a negative is NaN), and never let sqrt see a 0 (its gradient
 #   there is infinite, and `torch.where` around it does not help).
-# - On unit vectors, euclidean and cosine distance order pairs identically: the same triplets are mined, only the
-#   margin's scale changes.
+# - On unit vectors, euclidean and cosine distance order pairs identically, so every strategy picks the same
+#   positives and negatives; but which triplets are active, and how much each pair weighs in the gradient, change
+#   with the distance: a margin does not carry over (only squared euclidean = 2 × cosine is an exact rescaling).
+#   Cosine distances have their own guard: clamped at 0, with an exact 0 diagonal (sentence-transformers 6.3).
 # - Two $(B, B)$ masks (positive, negative) say everything the losses need; the $(B, B, B)$ mask is for teaching.
-# - Every label in a batch needs at least two examples: P × K sampling, `GROUP_BY_LABEL` in sentence-transformers.
+# - Every label in a batch needs at least two examples: P × K sampling, `GROUP_BY_LABEL` in sentence-transformers,
+#   whose epoch arithmetic is `reference.group_by_label_epoch` (singletons never drawn, odd ones out wait, the
+#   largest label capped by the second largest).
+# - At the edges (a single label, a label with one example, nothing active, ties, label shapes and dtypes) the two
+#   libraries follow the conventions of section 10.
 # - The cube costs $B^3$; working from the $(B, B)$ matrix keeps memory at $O(B^2)$.
 #
 # ## Common pitfalls

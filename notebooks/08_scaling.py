@@ -55,7 +55,7 @@ import torch
 from IPython.display import Markdown, display
 
 from tutorial_lib import bench, losses, st_losses
-from tutorial_lib.data import label_names, load_bundled
+from tutorial_lib.data import first_n_per_label, label_names, load_bundled
 from tutorial_lib.evaluation import encode, evaluate, evaluate_embeddings
 from tutorial_lib.models import load_model, tiny_model
 from tutorial_lib.scaling import CachedBatchTripletLoss, SavedActivations, demo_model, flat_gradient, two_process_gradients
@@ -102,7 +102,7 @@ def log_axes(ax, y=True):
 #
 # Which one hits the wall first? The repository holds two runs on an NVIDIA H200: one training step of
 # all-MiniLM-L6-v2 with BatchHard (32-token sentences, `benchmarks/gradcache_bench.py`) and the loss alone on random
-# embeddings (`python -m tutorial_lib.bench`, D = 768, more than MiniLM's 384). Peak extra GPU memory of each:
+# embeddings (`python -m tools.bench`, D = 768, more than MiniLM's 384). Peak extra GPU memory of each:
 
 # %%
 gradcache_h200 = bench.load_committed("gradcache_h200")  # benchmarks/results/, shipped with the library too
@@ -141,8 +141,10 @@ assert per_sentence.max() < 1.05 * per_sentence.min()  # linear in B
 # - `pk`: $B/4$ labels × 4 examples (P × K batches with many labels);
 # - `few`: 4 labels × $B/4$ examples (what `GROUP_BY_LABEL` gives on a data set with few classes; ours has 7).
 #
-# `floor` is the forward + backward of the Gram matrix $E E^\top$ alone: what any distance-based loss must do. Here,
-# on this machine (median of 3 runs; a shared CPU is noisy, the trends are not):
+# `floor` is the **Gram-matrix reference**: the forward + backward of $E E^\top$ alone, through autograd. It says what
+# one $(B, B)$ product of the batch costs, not what every loss must cost: each loss computes that product in its
+# forward pass, but its backward pass need not be a product (more on this below the figure). Here, on this machine
+# (median of 3 runs; a shared CPU is noisy, the trends are not):
 
 # %%
 start = time.perf_counter()
@@ -157,9 +159,9 @@ display(Markdown(bench.format_table(cpu_results, here)))
 
 # %% [markdown]
 # Each cell reads *time in ms / peak extra MiB*, and × is sentence-transformers' time divided by ours. The same
-# measurement on the H200 (committed, `python -m tutorial_lib.bench --from-json
-# benchmarks/results/losses_h200.json` prints its table), next to this run. Solid lines: `tutorial_lib`; dashed:
-# sentence-transformers; dotted: the floor.
+# measurement on the H200 (committed, `python -m tools.bench --from-json benchmarks/results/losses_h200.json` prints
+# its table), next to this run. Solid lines: `tutorial_lib`; dashed: sentence-transformers; dotted: the Gram-matrix
+# reference.
 
 # %%
 COLORS = dict(zip(bench.STRATEGIES, ["tab:blue", "tab:orange", "tab:green", "tab:red"]))
@@ -190,7 +192,7 @@ plot_costs(cpu_results, "pk", axes[0], f"this machine: {here['device']}, D = 384
 plot_costs(gpu_results, "pk", axes[1], f"{losses_h200['environment']['device']} (committed), D = 768")
 handles = [plt.Line2D([], [], color=c, label=s) for s, c in COLORS.items()]
 handles += [plt.Line2D([], [], color="black", ls=STYLES[i], label=n)
-            for i, n in (("ours", "tutorial_lib"), ("st", "sentence-transformers"), ("floor", "floor (Gram matrix)"))]
+            for i, n in (("ours", "tutorial_lib"), ("st", "sentence-transformers"), ("floor", "floor: Gram matrix, autograd"))]
 fig.legend(handles=handles, loc="upper center", ncol=7, fontsize=8, title="Layout pk: B/4 labels × 4 examples",
            title_fontsize=9)
 fig.tight_layout(rect=(0, 0, 1, 0.91))
@@ -198,9 +200,17 @@ plt.show()
 
 # %% [markdown]
 # With many labels, the two libraries cost about the same (the × columns: within a small factor, either way), and
-# all lines climb with the floor once the sizes are large enough for fixed overheads to fade: the work on the
-# $(B, B)$ matrix dominates. On the GPU the small sizes are all fixed overhead: under a millisecond for
+# all lines climb with the Gram-matrix reference once the sizes are large enough for fixed overheads to fade: the
+# work on the $(B, B)$ matrix dominates. On the GPU the small sizes are all fixed overhead: under a millisecond for
 # `tutorial_lib`, which replays them as CUDA graphs, about 2 ms for sentence-transformers.
+#
+# Yet on this CPU, at the largest sizes of a full run, BatchHard and the soft margin of `tutorial_lib` come in
+# *under* the reference (the last line printed by this section's checkpoint). No contradiction: autograd's backward
+# of $E E^\top$ is two more $(B, B) \times (B, D)$ products, $O(B^2 D)$ work. The engine writes its backward passes
+# itself, and for these two losses only two entries per anchor of $\partial L / \partial d$ are nonzero (its
+# hardest positive and its hardest negative), so their gradient reaches the embeddings with $O(B \cdot D)$ work:
+# one product in the forward pass, none in the backward. BatchAll and BatchSemiHard spread their gradient over many
+# pairs and pay for a dense product.
 #
 # Now the other layout, BatchAll only. sentence-transformers compares **every anchor-positive pair with every
 # position of the batch**: a tensor of $B(K-1) \times B$ entries, $K$ examples per label. With 4 labels, $K = B/4$:
@@ -241,7 +251,7 @@ print("H200, sentence-transformers' BatchAll:", skipped)
 # | BatchHard, soft margin (both libraries) | $B^2$ | $B^2 D$ |
 # | BatchSemiHard (both libraries) | $B^2$ | $B^2 D + B^2 \log B$ (one sort per anchor) |
 # | BatchAll, `tutorial_lib` | $B^2$ | $B^2 D + B^2 \log B$, or $B^2 (K-1)$ comparisons in chunks of $B^2$ |
-# | BatchAll, sentence-transformers 6.2 | $B^2 (K-1)$: $\approx B^3 / C$ with $C$ labels of $B/C$ | $B^2 (K-1)$ |
+# | BatchAll, sentence-transformers | $B^2 (K-1)$: $\approx B^3 / C$ with $C$ labels of $B/C$ | $B^2 (K-1)$ |
 # | the cube of notebook 02 | $B^3$ | $B^3$ |
 #
 # With a fixed $K$ (P × K batches with many labels) $B^2(K-1)$ is still $O(B^2)$; it is data sets with few classes,
@@ -274,6 +284,10 @@ h200_slope = np.log(st_few_mib(gpu_results, 1024) / st_few_mib(gpu_results, 256)
 print(f"sentence-transformers' memory grows like B^{slope:.1f} here (B = {smallest} to {largest}), "
       f"like B^{h200_slope:.1f} on the H200 (B = 256 to 1024)")
 assert slope > 2.2 and h200_slope > 2.8
+big = max(OURS_ONLY_SIZES)
+at_big = {(r.strategy, r.impl): r.ms for r in cpu_results if (r.layout, r.batch_size) == ("pk", big)}
+print(f"B = {big}, forward + backward: BatchHard {at_big[('batch_hard', 'ours')]:.1f} ms, soft margin "
+      f"{at_big[('batch_hard_soft_margin', 'ours')]:.1f} ms, the Gram-matrix reference {at_big[('floor', 'floor')]:.1f} ms")
 
 # %% [markdown]
 # ## 3. Bigger batches, harder negatives
@@ -286,8 +300,7 @@ assert slope > 2.2 and h200_slope > 2.8
 data = load_bundled()
 names = label_names(data)
 all_labels = np.array(data["train"]["label"])
-keep = [int(i) for label in range(len(names)) for i in np.flatnonzero(all_labels == label)[:PER_LABEL]]
-train_split = data["train"].select(sorted(keep))
+train_split = first_n_per_label(data["train"], PER_LABEL)
 train_labels = torch.tensor(train_split["label"])
 model = load_model()
 start = time.perf_counter()
@@ -392,14 +405,19 @@ assert active_picks.iloc[0] < 1 and active_picks.iloc[-1] == 1
 #
 # Step 3 is the chain rule cut at the embeddings: $\partial L/\partial\theta = \sum_i (\partial E_i/\partial\theta)^\top
 # G_i$, summed mini-batch by mini-batch, so only one mini-batch's activations exist at any time. The price: a second
-# forward pass. By hand, on a tokenized batch:
+# forward pass. By hand, on a tokenized batch, whose mini-batches drop the padding none of their sentences needs (as
+# sentence-transformers does: a mini-batch of short sentences is not embedded at the width of the longest one):
 
 # %%
 def mini_batches(features, size):
-    """A tokenized batch as consecutive mini-batches of `size` sentences (non-tensor entries are shared)."""
-    total = len(features["input_ids"])
-    return [{key: value[i:i + size] if torch.is_tensor(value) else value for key, value in features.items()}
-            for i in range(0, total, size)]
+    """A tokenized batch as consecutive mini-batches of `size` sentences, each cut to its longest sentence (the
+    padding columns that none of its sentences needs are dropped; non-tensor entries are shared)."""
+    chunks = []
+    for i in range(0, len(features["input_ids"]), size):
+        width = int(features["attention_mask"][i:i + size].any(dim=0).nonzero().max()) + 1
+        chunks.append({key: (value[i:i + size, :width] if value.dim() == 2 else value[i:i + size])
+                       if torch.is_tensor(value) else value for key, value in features.items()})
+    return chunks
 
 
 def grad_cache_backward(model, features, labels, mini_batch_size):
@@ -416,17 +434,19 @@ def grad_cache_backward(model, features, labels, mini_batch_size):
 
 # %% [markdown]
 # Does it give the right gradient? Compare with the plain (uncached) loss on the same 28 sentences, on the tiny
-# random BERT of `tutorial_lib.models.tiny_model` (fast), in evaluation mode (no dropout), and with the library's
-# `CachedBatchTripletLoss`:
+# random BERT of `tutorial_lib.models.tiny_model` (fast), in evaluation mode (no dropout). And compare with the
+# library's `CachedBatchTripletLoss`, which does not repeat these three steps: it plugs the triplet loss into
+# sentence-transformers' own gradient cache, `sentence_transformers.base.losses.CachedLossMixin` (the machinery of
+# its `CachedMultipleNegativesRankingLoss`), supplying only step 2, the loss of the whole batch from its embeddings.
+# Both embed mini-batches of 8, smaller than the batch of 28:
 
 # %%
 def relative_difference(got, want):
     return float((got - want).norm() / want.norm())
 
 
-rows = [int(i) for label in range(len(names)) for i in np.flatnonzero(all_labels == label)[:4]]
-small_batch = [data["train"][i]["sentence"] for i in rows]
-small_labels = torch.tensor(all_labels[rows])
+small = first_n_per_label(data["train"], 4)  # 28 sentences, 4 of each label
+small_batch, small_labels = small["sentence"], torch.tensor(small["label"])
 tiny = tiny_model(seed=1)
 tiny_features = tiny.preprocess(small_batch)
 
@@ -444,16 +464,20 @@ print(f"{len(uncached):,} parameters; relative difference to the uncached gradie
       f"{relative_difference(by_hand, uncached):.1e}, library {relative_difference(library, uncached):.1e}")
 
 # %%
-# Checkpoint: three ways to the same parameter gradient (float32 sums in another order: ~1e-6).
+# Checkpoint: three ways to the same parameter gradient (float32 sums in another order: ~1e-6); the library class is
+# built on sentence-transformers' mixin, and embeds mini-batches smaller than the batch.
+from sentence_transformers.base.losses import CachedLossMixin
+
+assert issubclass(CachedBatchTripletLoss, CachedLossMixin) and 8 < len(small_batch)
 assert relative_difference(by_hand, uncached) < 1e-5
 assert relative_difference(library, uncached) < 1e-5
 
 # %% [markdown]
 # **Dropout breaks the hand-made version.** In training mode, every forward pass draws new dropout masks, so step 3
-# re-embeds with *other* masks than step 1: the cache belongs to embeddings that step 3 never produces. The library
-# saves the random state before each mini-batch in step 1 and replays it in step 3 (as sentence-transformers'
-# `CachedMultipleNegativesRankingLoss` does). The reference is the uncached loss with the same masks: the same
-# mini-batches embedded one after the other, with gradients, from the same seed.
+# re-embeds with *other* masks than step 1: the cache belongs to embeddings that step 3 never produces.
+# sentence-transformers' `CachedLossMixin`, and so the library class, saves the random state before each mini-batch
+# in step 1 and replays it in step 3. The reference is the uncached loss with the same masks: the same mini-batches
+# embedded one after the other, with gradients, from the same seed.
 
 # %%
 tiny.train()  # dropout on
@@ -490,8 +514,9 @@ assert relative_difference(gradients["by hand"], gradients["uncached, same masks
 
 # %% [markdown]
 # One BatchHard training step of all-MiniLM-L6-v2 (dropout on), uncached and cached with mini-batches of
-# `MEMORY_MINI`, on mining batches of growing size. The sentences are tokenized once, so that every batch is padded
-# to the same length:
+# `MEMORY_MINI`, on mining batches of growing size. The sentences are tokenized once, so that every uncached batch
+# is padded to the same length; the cached loss embeds each mini-batch at the length of its own longest sentence,
+# so it never holds more than one mini-batch at that full length:
 
 # %%
 order = np.stack([np.flatnonzero(all_labels == label)[:max(MEMORY_SIZES)] for label in range(len(names))], axis=1)
@@ -501,7 +526,7 @@ labels_all = torch.tensor(all_labels[order])
 model.train()
 memory = []
 for size in MEMORY_SIZES:
-    features = mini_batches(features_all, size)[0]  # the first `size` sentences
+    features = {key: value[:size] if torch.is_tensor(value) else value for key, value in features_all.items()}
     for name, loss_fn in (("uncached", st_losses.make_loss("batch_hard", model, MARGIN, track_stats=False)),
                           ("cached", CachedBatchTripletLoss(model, "batch_hard", MARGIN, mini_batch_size=MEMORY_MINI,
                                                             track_stats=False))):
@@ -535,18 +560,19 @@ plt.show()
 gpu_steps.round(3)
 
 # %% [markdown]
-# Uncached, the activations grow in proportion to the batch; cached, they stay those of one mini-batch, whatever
-# the mining batch. On the H200 a step of 4096 sentences needs 0.4 GB cached against 20 GB uncached. Time is the
-# price. On the H200 the cached step of 4096 takes 1.43 s against 0.23 s: a second forward pass, and 64 passes of
-# 64 sentences, which a GPU runs far less efficiently than one pass of 4096 (a whole uncached step of 64 takes
-# 0.015 s; 64 of them, 0.98 s). On this machine the difference is printed below.
+# Uncached, the activations grow in proportion to the batch; cached, they never exceed those of one full-length
+# mini-batch (the uncached step of `MEMORY_MINI` sentences, the first row), whatever the mining batch. On the H200 a
+# step of 4096 sentences needs 0.4 GB cached against 20 GB uncached. Time is the price. On the H200 the cached step
+# of 4096 takes 1.43 s against 0.23 s: a second forward pass, and 64 passes of 64 sentences, which a GPU runs far
+# less efficiently than one pass of 4096 (a whole uncached step of 64 takes 0.015 s; 64 of them, 0.98 s). On this
+# machine the difference is printed below.
 
 # %%
-# Checkpoint: uncached memory grows with B, cached memory stays that of one mini-batch.
+# Checkpoint: uncached memory grows with B, cached memory stays within that of one full-length mini-batch.
 saved_mib = memory["saved MiB"]
 growth = MEMORY_SIZES[-1] / MEMORY_SIZES[0]
 assert saved_mib["uncached"].iloc[-1] > 0.7 * growth * saved_mib["uncached"].iloc[0]
-assert saved_mib["cached"].iloc[-1] < 1.2 * saved_mib["cached"].iloc[0]
+assert saved_mib["cached"].max() < 1.1 * saved_mib.loc[MEMORY_MINI, "uncached"]
 assert gpu_steps["cached_mib"].max() < 1.2 * gpu_steps["cached_mib"].min() < gpu_steps["uncached_mib"].max() / 20
 seconds = memory["seconds"].iloc[-1]
 h200_ratio = gpu_steps["cached_s"].iloc[-1] / gpu_steps["uncached_s"].iloc[-1]
@@ -560,16 +586,14 @@ if DEVICE.type == "cpu":
 #
 # `CachedBatchTripletLoss` is a loss module like those of `tutorial_lib.st_losses`: give the trainer a large batch
 # size (the mining batch) and a `mini_batch_size` (what the encoder sees with gradients at once). Five steps on the
-# bundled data, mining batches of `TRAIN_BATCH` sentences embedded `TRAIN_MINI` at a time (learning rate 5e-5, the
-# calibrated value of notebook 07):
+# bundled data, mining batches of `TRAIN_BATCH` sentences embedded `TRAIN_MINI` at a time (learning rate 5e-5):
 
 # %%
 test_split = data["test"]
 before = evaluate_embeddings(train_emb.numpy(), train_split["label"], encode(model, test_split["sentence"]),
                              test_split["label"])
 cached_loss = CachedBatchTripletLoss(model, "batch_hard", margin=MARGIN, mini_batch_size=TRAIN_MINI)
-result = train(model, train_split, cached_loss, max_steps=5, batch_size=TRAIN_BATCH, learning_rate=5e-5,
-               progress=False)
+result = train(model, train_split, cached_loss, max_steps=5, batch_size=TRAIN_BATCH, learning_rate=5e-5)
 print(f"{result.steps} steps of {TRAIN_BATCH} sentences, embedded {TRAIN_MINI} at a time: "
       f"{result.train_seconds:.0f} s ({result.train_seconds / result.steps:.1f} s per step)")
 result.history[["step", "loss", "active_fraction", "hardest_positive_mean", "hardest_negative_mean"]].round(3)
@@ -584,8 +608,8 @@ assert after["knn_accuracy"] > before["knn_accuracy"]
 # %% [markdown]
 # The trainer did not notice anything unusual: the cached loss returns the loss value in the forward pass and does
 # the encoder's backward work when the trainer calls `backward()`. The model never held more than `TRAIN_MINI`
-# sentences' activations. Under DDP, the library lets the gradients synchronise only once, after the last
-# mini-batch.
+# sentences' activations. Under DDP, sentence-transformers' mixin lets the gradients synchronise only once, after
+# the last mini-batch.
 
 # %% [markdown]
 # ## 5. Mining across GPUs
@@ -662,7 +686,7 @@ assert all(abs(float(p["ddp_gather_loss"]) - 2 * single_loss) < 1e-5 for p in pe
 #                                    SentenceTransformerTrainingArguments)
 # from sentence_transformers.base.sampler import BatchSamplers
 # from tutorial_lib.data import load_bundled
-# from tutorial_lib.scaling import CachedBatchTripletLoss, SavedActivations, demo_model, flat_gradient, two_process_gradients
+# from tutorial_lib.scaling import CachedBatchTripletLoss
 #
 # model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
 # loss = CachedBatchTripletLoss(model, "batch_hard", margin=0.5, mini_batch_size=64, gather_across_devices=True)
@@ -689,16 +713,18 @@ assert all(abs(float(p["ddp_gather_loss"]) - 2 * single_loss) < 1e-5 for p in pe
 # | `gather_across_devices=True` (this series) | $W \times$ the local batch | exact (local slice, × $W$) | local batch |
 # | PML `CrossBatchMemory` | the batch against a queue of the last $M$ embeddings | not of any batch loss: queued embeddings are constants from older weights (stale) | $M \times D$, no activations |
 # | PML `DistributedLossWrapper` | $W \times$ the local batch (gathered, no gradient) | `efficient=False`: equal to single-process (× $W$, as here); `efficient=True`: local anchors only, not equal | local batch |
-# | sentence-transformers `Cached…` losses | in-batch negatives of its ranking losses (`MultipleNegativesRankingLoss`, `GISTEmbedLoss`, …) | exact | one mini-batch |
+# | sentence-transformers `Cached…` losses (`CachedLossMixin`) | in-batch negatives of its ranking losses (`MultipleNegativesRankingLoss`, `GISTEmbedLoss`, …) | exact | one mini-batch |
 # | sentence-transformers `gather_across_devices=True` (`all_gather_with_grad`) | $W \times$ the local batch, ranking losses only | exact (gradients sent back to every slice) | local batch |
 #
 # - `CrossBatchMemory` (the XBM idea, Wang et al. 2020) is the cheapest way to many candidates: the queue costs no
 #   encoder pass at all. Its price is exactness: the queued embeddings were computed by earlier weights and receive
 #   no gradient. It works best once the embeddings change slowly.
 # - PML's wrappers need PML's losses and miners; they do not plug into `SentenceTransformerTrainer`.
-# - sentence-transformers 6.2 has gradient caching and cross-device gathering only for its ranking losses: its four
-#   batch triplet losses have neither. `tutorial_lib.scaling` and `tutorial_lib.distributed` add both, with the
-#   same values and gradients as the uncached single-GPU losses.
+# - sentence-transformers implements gradient caching once, in `CachedLossMixin`, and ships cached versions of its
+#   ranking losses; it has none of its four batch triplet losses, and gathers across devices only for the ranking
+#   losses. `tutorial_lib.scaling.CachedBatchTripletLoss` plugs the triplet losses into that mixin, and
+#   `tutorial_lib.distributed` adds the gathering, with the same values and gradients as the uncached single-GPU
+#   losses.
 
 # %% [markdown]
 # ## Exercises
@@ -723,6 +749,20 @@ def st_batch_all_entries(batch_size, per_label):
 check_st_batch_all_entries(st_batch_all_entries);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def st_batch_all_entries(batch_size, per_label):
+#     return batch_size * (per_label - 1) * batch_size  # B(K-1) rows (anchor-positive pairs) x B columns
+#
+#
+# # At B = 4096 with 4 labels (K = 1024): 4096 * 1023 * 4096 * 4 bytes, about 64 GiB in float32.
+# ```
+#
+# </details>
+
+# %% [markdown]
 # ### Exercise 2: the gather, simulated
 #
 # `gather_local_grad(slices, rank)` gets a list of $(b_r, D)$ tensors, one per process (all of them requiring
@@ -735,6 +775,17 @@ def gather_local_grad(slices, rank):
 
 
 check_gather_local_grad(gather_local_grad);
+
+# %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def gather_local_grad(slices, rank):
+#     return torch.cat([s if r == rank else s.detach() for r, s in enumerate(slices)])
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ### Exercise 3: the world-size factor
@@ -753,6 +804,23 @@ def process_gradients(embeddings, labels, world_size, loss_fn):
 check_process_gradients(process_gradients);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def process_gradients(embeddings, labels, world_size, loss_fn):
+#     grads = []
+#     for rank in range(world_size):
+#         slices = [s.detach().clone().requires_grad_(r == rank) for r, s in enumerate(embeddings.chunk(world_size))]
+#         loss = loss_fn(gather_local_grad(slices, rank), labels) * world_size  # DDP averages: undo the 1/W
+#         loss.backward()
+#         grads.append(torch.cat([s.grad if r == rank else torch.zeros_like(s) for r, s in enumerate(slices)]))
+#     return grads
+# ```
+#
+# </details>
+
+# %% [markdown]
 # ## Summary
 #
 # - What caps the mining batch is the encoder: a MiniLM training step needs about 5 MiB per 32-token sentence,
@@ -764,7 +832,8 @@ check_process_gradients(process_gradients);
 #   triplets over all valid triplets does not change. Per-anchor strategies (BatchHard, BatchSemiHard) benefit.
 # - Gradient caching embeds without gradients, caches $\partial L/\partial E$, then re-embeds mini-batch by
 #   mini-batch and back-propagates the cache: the same gradient (dropout replayed) for the memory of one
-#   mini-batch, at the cost of a second forward pass. `CachedBatchTripletLoss` does it for all four losses.
+#   mini-batch, at the cost of a second forward pass. `CachedBatchTripletLoss` does it for all four losses, on
+#   sentence-transformers' own `CachedLossMixin`.
 # - Across GPUs: gather, keep the local slice's gradient only, multiply the loss by $W$; after DDP's averaging the
 #   gradient is that of the global batch. `gather_across_devices=True`, launched with `torchrun` or `accelerate`.
 #

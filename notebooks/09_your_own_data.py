@@ -33,9 +33,11 @@ ENV = setup(seed=0)
 # - Load a labelled CSV with `tutorial_lib.data.load_csv`, and read what the loader says when the file is wrong.
 # - Predict, before training, what `GROUP_BY_LABEL` batching does with your label counts: balanced, imbalanced, or
 #   hundreds of labels with a few examples each.
-# - Choose a strategy and a margin from notebook 07's results, train with an evaluation split, and compare the
-#   model before and after.
-# - Save the model, load it back, and use it: semantic search and clustering of sentences it has never seen.
+# - Choose a strategy and a margin from notebook 07's results (its paired bootstrap intervals), train with an
+#   evaluation split watched by sentence-transformers' evaluators, keep the best checkpoint, and compare the model
+#   before and after.
+# - Save the model, load it back, publish it (`push_to_hub`), and use it: semantic search and clustering of
+#   sentences it has never seen.
 # - Run the same recipe with one command, `python -m tutorial_lib.train`, and on Colab with a Hub model and data set.
 #
 # **Prerequisites:** notebook 07 (which strategy and margin), notebooks 03–06 for what the strategies do.
@@ -50,17 +52,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator, SequentialEvaluator
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 from transformers.utils import logging as transformers_logging
 
 from tutorial_lib import results, training, viz
+from tutorial_lib.data import DataError, first_n_per_label, label_names, load_bundled, load_csv, load_hub
 from tutorial_lib.env import hub_offline
-from tutorial_lib.data import DataError, label_names, load_bundled, load_csv, load_hub
-from tutorial_lib.evaluation import encode, evaluate_embeddings
+from tutorial_lib.evaluation import encode, evaluate_embeddings, triplet_evaluator
 from tutorial_lib.models import is_normalized, load_model
 from tutorial_lib.st_losses import make_loss
 from tutorial_lib.widgets import margin_range
@@ -70,6 +73,7 @@ transformers_logging.disable_progress_bar()  # no progress bar for every model l
 FAST = ENV.fast
 PER_LABEL = 20 if FAST else 80  # questions per label in the example CSV
 STEPS = 5 if FAST else 12  # optimizer steps
+EVAL_STEPS = 2 if FAST else 3  # steps between evaluations (and checkpoints)
 BATCH = 16 if FAST else 32  # sentences per batch (even, >= 4)
 LR = 5e-5
 SCRATCH = tempfile.TemporaryDirectory(prefix="your-own-data-")  # deleted when the kernel stops
@@ -78,21 +82,24 @@ WORK = Path(SCRATCH.name)  # the example files, the saved model and the command'
 # %% [markdown]
 # ## 1. Your data as a CSV file
 #
-# All a file needs: a header line, a column with the text and a column with the label (a name, or an integer id);
-# UTF-8; other columns are ignored. To have one at hand, we write the bundled questions (notebook 00) to a CSV with
-# the column names a real file might use, `question` and `answer_type`:
+# All a file needs: a header line, a column with the text and a column with the label; UTF-8; other columns are
+# ignored. A label is a **name**, always read as text, even when it looks like a number: `1` and `01` are two
+# labels, `-1` is a fine one, and labels `3, 7, 1000` are three labels, not ids up to 1000. The loader numbers the
+# names itself, in sorted order (`"10"` before `"9"`). To have a file at hand, we write the bundled questions
+# (notebook 00) to a CSV with the column names a real file might use, `question` and `answer_type`:
 
 # %%
 bundled = load_bundled()
 names = label_names(bundled)
-frame = bundled["train"].to_pandas().assign(label=lambda f: [names[i] for i in f["label"]])
-frame = frame.groupby("label").head(PER_LABEL).rename(columns={"sentence": "question", "label": "answer_type"})
+frame = first_n_per_label(bundled["train"], PER_LABEL).to_pandas()
+frame = frame.assign(label=[names[i] for i in frame["label"]]).rename(columns={"sentence": "question",
+                                                                               "label": "answer_type"})
 csv_path = WORK / "my_questions.csv"
 frame.to_csv(csv_path, index=False)
 print("\n".join(csv_path.read_text(encoding="utf-8").splitlines()[:4]))
 
 # %% [markdown]
-# `load_csv` maps your column names to the library's (`sentence`, `label`), turns label names into ids (sorted by
+# `load_csv` maps your column names to the library's (`sentence`, `label`), numbers the label names (sorted by
 # name), checks every row, and with `test_size` holds out a **stratified** test split: every label keeps its share
 # in both parts.
 
@@ -214,29 +221,57 @@ pd.DataFrame(per_label).T.fillna(0).astype(int)
 # %% [markdown]
 # ## 4. Choose a strategy and a margin
 #
-# Notebook 07 trained the four strategies under identical conditions, three seeds each, on data like this. Its
-# committed results:
+# Notebook 07 trained the four strategies and the baselines under one budget, each at its own tuned learning rate,
+# three seeds each, on the bundled questions, and judged every difference by a 95% paired bootstrap interval over
+# test questions and seeds (`notebooks/results/pairwise.csv`). An interval that contains 0 means *not
+# distinguishable* with this many questions and seeds, not *equal*. Against the strategy with the best mean test
+# accuracy:
 
 # %%
-runs = results.load_results().runs
+runs, _, _, _, _, pairs = results.load_results()
 STRATEGIES = ["batch_all", "batch_hard", "batch_semi_hard", "batch_hard_soft_margin"]
-knn = results.summary(runs, ["knn_accuracy"]).loc[STRATEGIES, "knn_accuracy"]
-best = knn["mean"].idxmax()
-tied = [s for s in STRATEGIES if not results.separation(runs, best, s).exceeds]
-print(knn.round(3).to_string())
-print(f"best mean: {best}; within seed-to-seed noise of it: {', '.join(tied)}")
+means = results.summary(runs, ["accuracy", "recall_at_1"]).loc[STRATEGIES]
+best = means[("accuracy", "mean")].idxmax()
+rows = []
+for other in STRATEGIES:
+    row = {"strategy": other, "accuracy": means.loc[other, ("accuracy", "mean")],
+           "Recall@1": means.loc[other, ("recall_at_1", "mean")]}
+    for metric, title in (("accuracy", "accuracy"), ("recall_at_1", "Recall@1")):
+        diff, low, high = results.interval(pairs, best, other, metric) if other != best else (0.0, 0.0, 0.0)
+        row[f"{title}: best − it, 95% interval"] = "—" if other == best else f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
+    rows.append(row)
+display(pd.DataFrame(rows).set_index("strategy").round(3))
+tied = [s for s in STRATEGIES if s == best or not results.better(pairs, best, s)]  # on accuracy
+behind = [s for s in STRATEGIES if s not in tied]
+
+
+def names_of(strategies):
+    return ", ".join(results.short_title(s) for s in strategies) or "none"
+
+
+display(Markdown(
+    f"- Best mean test accuracy: **{results.short_title(best)}**.\n"
+    f"- Not distinguishable from it on accuracy (the interval contains 0): "
+    f"{names_of([s for s in tied if s != best])}.\n"
+    f"- Behind it beyond noise on accuracy: {names_of(behind)}.\n"
+    f"- On Recall@1, behind it beyond noise: "
+    f"{names_of([s for s in STRATEGIES if s != best and results.better(pairs, best, s, 'recall_at_1')])}; "
+    f"ahead of it beyond noise: "
+    f"{names_of([s for s in STRATEGIES if s != best and results.better(pairs, s, best, 'recall_at_1')])}."))
 
 # %% [markdown]
-# BatchAll had the best mean on all four metrics; BatchSemiHard was within noise of it on kNN accuracy and
-# silhouette, behind it on the other two. The margin sweep changed nothing beyond noise between 0.2 and 1.0. So:
-# **BatchAll, margin 0.5** (euclidean distance). That margin suits this model: it normalizes its embeddings, so its
-# euclidean distances lie in $[0, 2]$, and 0.5 sits inside the range notebook 02's margin explorer would offer.
-# On your own data, if you can afford it, rerun notebook 07's comparison for the two best candidates.
+# So: the strategy with the best mean, **margin 0.5** (euclidean distance, the margin every run of notebook 07
+# used). Any strategy that its interval cannot separate from the best is as defensible a choice on this evidence;
+# one that is behind beyond noise is not, on data like this. That margin suits this model: it normalizes its
+# embeddings, so its euclidean distances lie in $[0, 2]$, and 0.5 sits inside the range notebook 01's margin
+# explorer (section 5) offers. On your own data, if you can afford it, rerun notebook 07's comparison for the
+# candidates the intervals could not separate.
 
 # %%
-STRATEGY, MARGIN = "batch_all", 0.5
-means = results.summary(runs).loc[STRATEGIES]
-assert STRATEGY in tied and all(means[(metric, "mean")].idxmax() == STRATEGY for metric in results.METRICS)
+STRATEGY, MARGIN = best, 0.5
+# Checkpoint: the choice beats the untrained model beyond noise, and no strategy beats it beyond noise.
+assert results.better(pairs, STRATEGY, "untrained")
+assert not any(results.better(pairs, other, STRATEGY) for other in STRATEGIES if other != STRATEGY)
 
 model = load_model()
 sample = split["train"].shuffle(seed=0).select(range(64))
@@ -247,14 +282,43 @@ assert is_normalized(model) and low < MARGIN < high
 # %% [markdown]
 # ## 5. Train, with an evaluation split
 #
-# Three parts: **train** (what the model learns from), **eval** (held out from training; its loss is computed every
-# few steps, to see whether what is learned carries over), and **test** (touched only at the end, for the metrics).
-# The eval split comes out of the training part, stratified like the test split.
+# Three parts: **train** (what the model learns from), **eval** (held out from training, measured every few steps,
+# to see whether what is learned carries over), and **test** (touched only at the end, for the metrics). The eval
+# split comes out of the training part, stratified like the test split.
+#
+# Training measures the eval split two ways. Its **loss**: the same triplet loss on label-grouped batches of the eval
+# split, without an update. And sentence-transformers' own **evaluators**, which measure what the model is for:
+#
+# - `TripletEvaluator`: the share of (anchor, positive, negative) triplets of the eval split whose positive is nearer
+#   to the anchor than the negative (cosine); `tutorial_lib.evaluation.triplet_evaluator(dataset)` draws those
+#   triplets from a labelled split;
+# - `InformationRetrievalEvaluator`: each eval question is a query, the training questions are the corpus, and the
+#   relevant documents of a query are the training questions with its label. It reports accuracy@1 (the nearest
+#   training question has the right label: notebook 07's Recall@1), precision@10, MRR@10, NDCG@10 and MAP@100.
+#
+# `SequentialEvaluator` runs both; its primary metric is the last evaluator's, NDCG@10 of the retrieval. With
+# `keep_best=True`, `train` saves a checkpoint at every evaluation, keeps the best by that primary metric, and loads
+# it at the end (`result.best_step` says which). The evaluators also run once before training: step 0, the baseline.
 
 # %%
 parts = split["train"].train_test_split(test_size=0.15, seed=0, stratify_by_column="label")
 train_ds, eval_ds, test_ds = parts["train"], parts["test"], split["test"]
 print(f"train {len(train_ds)}, eval {len(eval_ds)}, test {len(test_ds)} questions")
+
+
+def retrieval_evaluator(queries, corpus, name):
+    """sentence-transformers' retrieval evaluator; a query's relevant documents are the corpus rows of its label."""
+    return InformationRetrievalEvaluator(
+        queries={f"q{i}": text for i, text in enumerate(queries["sentence"])},
+        corpus={f"d{j}": text for j, text in enumerate(corpus["sentence"])},
+        relevant_docs={f"q{i}": {f"d{j}" for j, other in enumerate(corpus["label"]) if other == label}
+                       for i, label in enumerate(queries["label"])},
+        accuracy_at_k=[1], precision_recall_at_k=[10], mrr_at_k=[10], ndcg_at_k=[10], map_at_k=[100],
+        name=name, write_csv=False)
+
+
+evaluator = SequentialEvaluator([triplet_evaluator(eval_ds, name="triplets"),
+                                 retrieval_evaluator(eval_ds, train_ds, name="retrieval")])
 
 
 def metrics_of(model):
@@ -266,30 +330,47 @@ before, test_before = metrics_of(model)
 
 # %%
 loss = make_loss(STRATEGY, model, margin=MARGIN)
-result = training.train(model, train_ds, loss, eval_dataset=eval_ds, max_steps=STEPS, batch_size=BATCH,
-                        learning_rate=LR, seed=0, progress=False)
-print(f"{result.steps} steps in {result.train_seconds:.0f} s; eval loss at steps "
-      f"{result.eval_history['step'].tolist()}")
-assert result.steps == STEPS and len(result.eval_history) > 0 and not result.collapsed
-assert result.eval_history["eval_loss"].is_monotonic_decreasing  # what carries over to held-out questions
-
-# %% [markdown]
-# The eval loss is the same loss on label-grouped batches of the eval split, computed without updating the model:
+result = training.train(model, train_ds, loss, eval_dataset=eval_ds, evaluator=evaluator, keep_best=True,
+                        eval_steps=EVAL_STEPS, max_steps=STEPS, batch_size=BATCH, learning_rate=LR, seed=0)
+PRIMARY = f"eval_{evaluator.primary_metric}"  # "eval_sequential_score": the retrieval's NDCG@10
+SHOWN = {"eval_loss": "eval loss", "eval_triplets_cosine_accuracy": "triplet accuracy",
+         "eval_retrieval_cosine_accuracy@1": "retrieval accuracy@1",
+         "eval_retrieval_cosine_ndcg@10": "retrieval NDCG@10 (primary)"}
+history = result.eval_history.set_index("step")
+print(f"{result.steps} steps in {result.train_seconds:.0f} s; evaluated at steps {history.index.tolist()}; "
+      f"kept the checkpoint of step {result.best_step}")
+display(history[list(SHOWN)].rename(columns=SHOWN).round(3))
 
 # %%
-fig = Figure(figsize=(6, 3), layout="constrained")
-ax = fig.subplots()
-ax.plot(result.history["step"], result.history["loss"], marker=".", label="training batches")
-ax.plot(result.eval_history["step"], result.eval_history["eval_loss"], marker="o", label="eval split")
-ax.set_xlabel("step")
-ax.set_ylabel(f"{STRATEGY} loss (margin {MARGIN})")
-ax.legend()
+# Checkpoint: a baseline row at step 0; the kept checkpoint is the best evaluated one; training helped on held-out
+# questions (retrieval and loss).
+assert result.steps == STEPS and not result.collapsed and history.index[0] == 0
+assert result.best_step == history[PRIMARY].iloc[1:].idxmax()
+assert history[PRIMARY].iloc[1:].max() > history[PRIMARY].iloc[0]
+eval_loss = history["eval_loss"].dropna()
+assert eval_loss.iloc[-1] < eval_loss.iloc[0]
+
+# %%
+fig = Figure(figsize=(10, 3.2), layout="constrained")
+left, right = fig.subplots(1, 2)
+left.plot(result.history["step"], result.history["loss"], marker=".", label="training batches")
+left.plot(eval_loss.index, eval_loss.values, marker="o", label="eval split")
+left.set_ylabel(f"{STRATEGY} loss (margin {MARGIN})")
+for column, title in list(SHOWN.items())[1:]:
+    right.plot(history.index, history[column], marker="o", label=title)
+right.set_ylabel("eval split (step 0: before training)")
+for ax in (left, right):
+    ax.axvline(result.best_step, color="grey", ls="--", lw=1, label="kept checkpoint" if ax is right else None)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8)
 fig
 
 # %% [markdown]
-# Both curves fall: what the model learns on its training batches carries over to questions it has not trained
-# on. The eval loss falls more slowly, the usual gap between seen and unseen data. An eval loss that turns up while
-# the training loss keeps falling is the sign to stop (overfitting); here it was still falling at the last step.
+# Left, the losses: what the model learns on its training batches carries over to questions it has not trained on
+# when the eval loss falls too (usually more slowly: the gap between seen and unseen data). Right, what the model is
+# for, measured by sentence-transformers' evaluators from the same baseline. An eval metric that turns down while
+# the training loss keeps falling is the sign to stop (overfitting). `keep_best=True` acts on it for you: the model
+# we continue with is the checkpoint at the dashed line, which need not be the last step's.
 
 # %% [markdown]
 # ## 6. Before and after
@@ -318,6 +399,24 @@ reloaded = SentenceTransformer(str(WORK / "my-model"), device="cpu")
 probe = test_ds["sentence"][:8]
 assert np.allclose(encode(reloaded, probe), encode(model, probe), atol=1e-5)
 print(sorted(p.name for p in (WORK / "my-model").iterdir())[:8], "...")
+
+# %% [markdown]
+# **Publishing it.** `model.push_to_hub("your-name/your-model")` uploads that same folder (weights, configuration,
+# tokenizer and a generated model card) to a repository on the Hugging Face Hub, creating the repository if
+# needed, and returns the URL of the commit; from then on anyone can load it with
+# `SentenceTransformer("your-name/your-model")`. It needs the network and a token with write access (`hf auth login`,
+# formerly `huggingface-cli login`, or `HF_TOKEN` in the environment); `private=True` keeps the repository to
+# yourself. This notebook never uploads anything by itself: set `PUSH_TO` to your repository first. Offline, as in
+# CI, the cell says what it would do and skips the call:
+
+# %%
+PUSH_TO = None  # e.g. "your-name/question-types-minilm"; then run this cell again, online and logged in
+if PUSH_TO is not None and not hub_offline():
+    print("pushed:", model.push_to_hub(PUSH_TO, private=True))
+else:
+    why = "the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1)" if hub_offline() else "PUSH_TO is not set"
+    print(f"Skipping model.push_to_hub: {why}. Online, with PUSH_TO set and a token, it would upload "
+          "the folder saved above and print the URL of the commit.")
 
 # %% [markdown]
 # Now sentences it has never seen: 28 new questions, written for this notebook, on four topics that are not in the
@@ -411,12 +510,12 @@ assert before_ari["topic"] > 0.5 > before_ari["answer type"]  # the untrained mo
 assert after_ari["topic"] <= before_ari["topic"] and after_ari["answer type"] < 0.2
 
 # %% [markdown]
-# Retrieval improved a lot; clustering much less. Before training, the clusters follow the topic (ARI 0.78) and
-# not the answer type, just as notebook 00 found for the untrained model. After 12 steps they have moved away from
-# the topics (0.51), but they do not follow the answer types yet (about 0). The two tasks ask different things:
-# retrieval only needs each question's *nearest* neighbours to share its type, which the kNN accuracy of 0.95 says
-# is already true, while k-means needs seven compact groups that are far apart, which the silhouette of 0.19 says
-# the types are not, yet. Clustering needs more training (or more data) than retrieval does.
+# Retrieval improved a lot; clustering much less. Before training, the clusters follow the topic and not the
+# answer type (the table above), just as notebook 00 found for the untrained model. After a dozen steps they have
+# moved away from the topics, but they do not follow the answer types yet. The two tasks ask different things:
+# retrieval only needs each question's *nearest* neighbours to share its type, which section 6's kNN accuracy says
+# is mostly true already, while k-means needs seven compact groups that are far apart, which section 6's silhouette
+# (far below 1) says the types are not, yet. Clustering needs more training (or more data) than retrieval does.
 
 # %% [markdown]
 # ## 8. The same from the command line
@@ -491,7 +590,7 @@ print(hub_data)
 # %% [markdown]
 # A new model brings a new distance scale. mpnet-base does **not** normalize its embeddings, so its euclidean
 # distances are not bounded by 2 and a margin of 0.5 may be tiny or huge for it. Measure before choosing: the
-# margin range of notebook 02's explorer spans 2.5% to 50% of the largest distance in a batch.
+# margin range of notebook 01's explorer (section 5) spans 2.5% to 50% of the largest distance in a batch.
 
 # %%
 hub_sample = hub_data["train"].shuffle(seed=0).select(range(64))
@@ -527,6 +626,22 @@ def examples_used(counts, batch_size):
 check_group_by_label_usage(examples_used);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def examples_used(counts, batch_size):
+#     pairs = sorted((n // 2 for n in counts if n >= 2), reverse=True)  # singletons never, odd ones out wait
+#     if len(pairs) < 2:
+#         return 0
+#     stream = 2 * sum(min(p, pairs[1]) for p in pairs)  # the largest label stops with the second largest
+#     full, rest = divmod(stream, batch_size)
+#     return full * batch_size + (rest if rest >= 4 else 0)
+# ```
+#
+# </details>
+
+# %% [markdown]
 # ### Exercise 2: semantic search by hand
 #
 # `search(queries, corpus, k)` gets two numpy arrays of embeddings, `(Q, D)` and `(N, D)`, and returns a `(Q, k)`
@@ -541,6 +656,19 @@ def search(queries, corpus, k):
 check_semantic_search(search);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def search(queries, corpus, k):
+#     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+#     c = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+#     return np.argsort(-(q @ c.T), axis=1)[:, :k]  # highest cosine similarity first
+# ```
+#
+# </details>
+
+# %% [markdown]
 # ## Summary
 #
 # - A CSV with a text column and a label column is all `load_csv` needs; it renames your columns, maps label names
@@ -549,16 +677,20 @@ check_semantic_search(search);
 #   examples at a time, singletons never, and the largest label no more often than the second largest.
 # - With hundreds of labels of 2–3 examples, each anchor has a single positive per batch, and the strategies differ
 #   only in their negatives; evaluate on held-out *labels*, not a stratified split.
-# - Notebook 07's measurements choose the recipe: BatchAll (BatchSemiHard within noise on two of four metrics),
-#   margin 0.5 for a normalized model with the euclidean distance; measure the distance scale of any other model.
-# - A saved model is a folder that plain sentence-transformers loads; use it for semantic search and clustering.
+# - Notebook 07's paired bootstrap intervals choose the recipe: the strategy with the best mean, knowing which others
+#   its intervals cannot separate from it; margin 0.5 for a normalized model with the euclidean distance. Measure
+#   the distance scale of any other model.
+# - Watch an eval split with sentence-transformers' evaluators (`TripletEvaluator`, `InformationRetrievalEvaluator`,
+#   in a `SequentialEvaluator`); `keep_best=True` keeps the checkpoint with the best primary metric.
+# - A saved model is a folder that plain sentence-transformers loads (`push_to_hub` publishes it); use it for
+#   semantic search and clustering.
 # - `python -m tutorial_lib.train` does the whole recipe in one command and writes `metrics.json`, `history.csv`, a
 #   before/after picture and the model.
 #
 # ## Common pitfalls
 #
 # - **Evaluating on the training sentences.** Hold out a test split before anything else, and look at it once, at
-#   the end; use an eval split to watch training.
+#   the end; use an eval split to watch training (and to choose the checkpoint: never the test split).
 # - **Keeping a margin when changing the model.** The margin lives on the model's distance scale: measure it
 #   (`is_normalized`, `margin_range`) or use the cosine distance.
 # - **Ignoring the sampler's messages.** "GROUP_BY_LABEL uses 900 of 1400 training examples per epoch" is a warning

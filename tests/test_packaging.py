@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 try:
@@ -13,6 +14,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,3 +121,21 @@ def test_ci_runs_the_readme_test_command():
     assert extracted.stdout.strip() == readme_commands()[1]
     assert 'torch==2.13.0' in script and "PIP_CONSTRAINT" in script
     assert "sentence-transformers==6.2.0" in script  # the exactness tests on the lowest supported release
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_results_and_not_the_tools(tmp_path):
+    """What a pip install from GitHub (Colab) gets: the data, the committed results, no maintainer tools."""
+    import zipfile
+
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("comparison.csv", "pairwise.csv", "lr_selection.csv", "open_set.csv", "label_noise.csv",
+                 "collapse_controls.csv"):
+        assert f"tutorial_lib/_notebook_results/{name}" in names, name
+    assert "tutorial_lib/_bundled_data/train.csv" in names
+    assert not any(n.startswith("tools/") for n in names)
+    assert not any(n.endswith(".ipynb") for n in names)

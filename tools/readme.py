@@ -150,14 +150,23 @@ def guide_verdicts(runs: pd.DataFrame, pairs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _notebook_10(folder: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    paths = [folder / n for n in ("open_set.csv", "label_noise.csv")]
+    return tuple(load_table(p.name, folder) if p.is_file() else None for p in paths)
+
+
 def update_guide(root: str | Path) -> bool:
     """Rewrite GUIDE.md's verdicts from ``root/notebooks/results``; True if it changed."""
     root = Path(root)
-    found = load_results(root / "notebooks" / "results")
+    folder = root / "notebooks" / "results"
+    found = load_results(folder)
+    block = guide_verdicts(found.runs, found.pairwise)
+    open_set, noise = _notebook_10(folder)
+    if open_set is not None and noise is not None:
+        block += "\n- " + where_it_wins(open_set, noise)
     guide = root / "GUIDE.md"
     text = guide.read_text(encoding="utf-8")
-    new = replace_between(text, GUIDE_START, GUIDE_END, guide_verdicts(found.runs, found.pairwise),
-                          " around the verdicts (GUIDE.md)")
+    new = replace_between(text, GUIDE_START, GUIDE_END, block, " around the verdicts (GUIDE.md)")
     if new != text:
         guide.write_text(new, encoding="utf-8")
     return new != text
@@ -168,8 +177,7 @@ def update_readme(root: str | Path) -> bool:
     root = Path(root)
     folder = root / "notebooks" / "results"
     found = load_results(folder)
-    extra = [folder / n for n in ("open_set.csv", "label_noise.csv")]
-    open_set, noise = (load_table(p.name, folder) if p.is_file() else None for p in extra)
+    open_set, noise = _notebook_10(folder)
     readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
     new = readme_with_results(text, results_block(found.runs, found.pairwise, _readme_image(root), open_set, noise))

@@ -6,7 +6,9 @@ alone on random embeddings (D = 768 by default):
 * time: median of ``repeats`` runs after ``warmup`` runs; CUDA events on a GPU, ``perf_counter`` on CPU;
 * peak extra memory: on CUDA ``max_memory_allocated`` above what was allocated before the call; on CPU the peak
   resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) above the resident set before the call;
-* ``floor``: the forward + backward of the Gram matrix ``E @ E.T`` alone, what any distance-based loss must at least do.
+* ``floor``: the forward + backward of the Gram matrix ``E @ E.T`` alone, the reference a distance-based loss is
+  measured against (a loss whose backward is written out sparsely, like the engine's BatchHard, can beat it: it never
+  forms the (B, B) x (B, D) products autograd does).
 
 Layouts: ``pk`` = B/4 labels x 4 examples; ``few`` = 4 labels x B/4 examples (what ``GROUP_BY_LABEL`` gives on a data
 set with few classes). A configuration whose predicted memory exceeds what is free is skipped ("skipped: needs ~N GB")

@@ -1,4 +1,4 @@
-"""Labelled sentence data sets: the bundled one, your own CSV, or one from the Hugging Face Hub (notebook 01).
+"""Labelled sentence data sets: the bundled one, your own CSV, or one from the Hugging Face Hub (notebooks 00 and 09).
 
 Every loader returns :mod:`datasets` objects with exactly two columns, the names the rest of the library uses:
 

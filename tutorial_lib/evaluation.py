@@ -1,4 +1,5 @@
-"""How good are the embeddings? Four numbers, before and after training (notebooks 01 and 07).
+"""How good are the embeddings? Four numbers, before and after training (notebooks 03-10;
+``sample_triplets`` in 01).
 
 * ``knn_accuracy``: each test sentence is classified by a majority vote of its k = 10 nearest training sentences
   (cosine distance, sklearn ``KNeighborsClassifier``, uniform weights). A tied vote goes to the smallest label id

@@ -1,4 +1,4 @@
-"""The four batch triplet losses of sentence-transformers: the public, fast, exact API (notebooks 03-08).
+"""The four batch triplet losses of sentence-transformers: the public, fast, exact API (notebooks 00-10).
 
 Public API (stable; notebooks, tests and users call it)::
 

