@@ -31,17 +31,19 @@ ENV = setup(seed=0)
 # ## Learning objectives
 #
 # - Write BatchHard's formula, and say what it gains and risks by keeping only the hardest triplet of each anchor.
-# - Build it with loops and vectorized (two masking tricks), and confirm both equal `tutorial_lib` and
-#   sentence-transformers' `BatchHardTripletLoss`, value and gradient; know its conventions for anchors without a
-#   positive and for single-label batches.
+# - Build it with loops and vectorized (two masking tricks), and confirm both equal `tutorial_lib` (readable and
+#   fast) and sentence-transformers' `BatchHardTripletLoss`, value and gradient, including its conventions for
+#   anchors without a positive and for single-label batches.
 # - See on real embeddings which positive and negative BatchHard picks for an anchor, and how the margin moves the
 #   loss.
 # - Fine-tune all-MiniLM-L6-v2 with BatchHard through `SentenceTransformerTrainer` and measure the result.
-# - Make training collapse, recognise it in the history (and why its loss looks fine), and cure it.
+# - Make training collapse, with controls that separate the mining from the step size; recognise a collapse in
+#   the history (and why its loss looks fine), and cure it.
 #
 # **Prerequisites:** notebooks 01–02, and 03 for the training workflow (`make_loss`, `train`, the history).
 
 # %%
+import tempfile
 import warnings
 
 import matplotlib.pyplot as plt
@@ -50,20 +52,22 @@ import pandas as pd
 import torch
 from sentence_transformers.base.sampler import GroupByLabelBatchSampler
 
-from tutorial_lib import losses, reference, viz, widgets
-from tutorial_lib.data import label_names, load_bundled
+from tutorial_lib import losses, monitor, reference, results, vectorized, viz, widgets
+from tutorial_lib.data import first_n_per_label, label_names, load_bundled
 from tutorial_lib.distances import pairwise_distances
 from tutorial_lib.evaluation import encode, evaluate_embeddings
 from tutorial_lib.models import is_normalized, load_model
 from tutorial_lib.st_losses import make_loss, sentence_transformers_loss
-from tutorial_lib.training import CollapseWarning, train
+from tutorial_lib.strategies import TITLES
+from tutorial_lib.training import train
 
 FAST = ENV.fast
 MARGIN = 0.5  # euclidean distance between unit vectors lies in [0, 2] (notebook 01)
+LEARNING_RATE = 5e-5  # section 4: a fine-tuning rate
+CONTRAST_RATE = 2.5e-3  # section 6: BatchHard collapses, BatchSemiHard trains (found by trying rates)
+TOO_LARGE_RATE = 1e-2  # section 6: every strategy collapses, a step-size failure
 BATCH_SIZE = 16 if FAST else 32  # sentences per training batch (GROUP_BY_LABEL)
 STEPS = 5 if FAST else 12  # optimizer steps per training run
-LEARNING_RATE = 5e-5
-COLLAPSE_LEARNING_RATE = 100 * LEARNING_RATE  # section 6: the one change that breaks training
 EVAL_PER_LABEL = (20, 10) if FAST else None  # fast mode evaluates on 20 train / 10 test sentences per label
 
 # %% [markdown]
@@ -85,7 +89,7 @@ EVAL_PER_LABEL = (20, 10) if FAST else None  # fast mode evaluates on 20 train /
 # | which ones teach | each anchor's hardest triplet, as long as it is active |
 # | compute | one $(B, B)$ distance matrix, a max and a min per row: the cheapest of the four, with its soft-margin variant |
 # | focus on hard examples | maximal: the gradient reaches only two distances per anchor |
-# | outliers, label noise | amplified: a mislabeled or odd sentence becomes the nearest negative (or farthest positive) of many anchors at once; FaceNet warns that such examples "would dominate the hard positives and negatives" |
+# | outliers, label noise | expected to be amplified: a mislabeled or odd sentence can become the nearest negative (or farthest positive) of many anchors at once; FaceNet warns that such examples "would dominate the hard positives and negatives". A hypothesis: notebook 10 measures it (notebook 03, section 6.4, reads its table) |
 # | collapse | a known risk early in training: FaceNet (Schroff et al., 2015) reports that the hardest negatives "can lead to bad local minima early on in training, specifically it can result in a collapsed model"; section 6 |
 # | margin | needed; its scale must match the distance |
 #
@@ -105,20 +109,17 @@ print("hardest negative per anchor:", mined.hardest_negative.tolist())
 # %% [markdown]
 # ## 2. Build it step by step
 #
-# The same small batch as in notebook 03: three questions of each of four answer types, embedded by the default
-# model.
+# A small batch like notebook 03's: the first three training questions of each of four answer types, grouped by
+# label, embedded by the default model.
 
 # %%
-data = load_bundled()
+data, model = load_bundled(), load_model()
 names = label_names(data)
-model = load_model()
 assert is_normalized(model)
-
-train_labels = np.array(data["train"]["label"])
-rng = np.random.default_rng(3)
-small_rows = [int(i) for label in range(4) for i in rng.permutation(np.flatnonzero(train_labels == label))[:3]]
-small_labels = torch.tensor(train_labels[small_rows])
-small = model.encode([data["train"][i]["sentence"] for i in small_rows], convert_to_tensor=True).cpu()
+first_three = first_n_per_label(data["train"], 3)  # three questions of every answer type, in file order
+small_set = first_three.select(np.argsort(np.array(first_three["label"]), kind="stable")[:12])  # types 0 to 3
+small_labels = torch.tensor(small_set["label"])
+small = model.encode(small_set["sentence"], convert_to_tensor=True).cpu()
 print(small.shape, [names[y] for y in small_labels.tolist()])
 
 # %% [markdown]
@@ -169,35 +170,33 @@ def batch_hard_vectorized(embeddings, labels, margin):
 batch_hard_vectorized(small, small_labels, MARGIN)
 
 # %% [markdown]
-# Checkpoint: loops, vectorized, `tutorial_lib` (whose backward pass is written out by hand), its reference loops
-# and sentence-transformers' module agree, value and gradient.
+# `tutorial_lib.vectorized.batch_hard_triplet_loss` is this function written to be read (its helper
+# `hardest_distances` is the two masked reductions); `tutorial_lib.losses.batch_hard_triplet_loss`, the fast engine
+# used for training, writes its backward pass out by hand. Checkpoint: loops, vectorized, both of `tutorial_lib`'s
+# versions, its reference loops and sentence-transformers' module agree, value and gradient
+# (`tutorial_lib.reference.value_and_grad` differentiates a copy of the batch).
 
 # %%
-def value_and_grad(loss_fn, embeddings):
-    x = embeddings.detach().clone().requires_grad_(True)
-    value = loss_fn(x)
-    value.backward()
-    return float(value.detach()), x.grad
-
-
 st_batch_hard = sentence_transformers_loss("batch_hard", model, margin=MARGIN)  # ST's BatchHardTripletLoss
-ways = {
-    "loops": lambda x: batch_hard_loops(x, small_labels, MARGIN),
-    "vectorized": lambda x: batch_hard_vectorized(x, small_labels, MARGIN),
-    "tutorial_lib": lambda x: losses.batch_hard_triplet_loss(x, small_labels, MARGIN),
-    "reference": lambda x: reference.batch_hard_triplet_loss(x, small_labels, MARGIN),
-    "sentence-transformers": lambda x: st_batch_hard.compute_loss_from_embeddings([x], small_labels),
+implementations = {  # each takes (embeddings, labels, margin)
+    "loops": batch_hard_loops, "vectorized": batch_hard_vectorized,
+    "tutorial_lib.vectorized": vectorized.batch_hard_triplet_loss,
+    "tutorial_lib.losses": losses.batch_hard_triplet_loss,
+    "tutorial_lib.reference": reference.batch_hard_triplet_loss,
+    "sentence-transformers": lambda x, y, _margin: st_batch_hard.compute_loss_from_embeddings([x], y),
 }
-results = {name: value_and_grad(fn, small) for name, fn in ways.items()}
-for name, (value, grad) in results.items():
-    print(f"{name:22s} loss {value:.6f}   |gradient| {grad.norm():.6f}")
+outcomes = {name: reference.value_and_grad(lambda x, fn=fn: fn(x, small_labels, MARGIN), small)
+            for name, fn in implementations.items()}
+_, engine_grad = outcomes["tutorial_lib.losses"]
+agreement = pd.DataFrame({name: {"loss": float(value), "|gradient|": float(grad.norm()),
+                                 "max |gradient - engine's|": float((grad - engine_grad).abs().max())}
+                          for name, (value, grad) in outcomes.items()}).T
+agreement
 
 # %%
-# Checkpoint: five implementations, one loss and one gradient.
-value_ref, grad_ref = results["tutorial_lib"]
-for name, (value, grad) in results.items():
-    assert abs(value - value_ref) < 1e-5, name
-    assert torch.allclose(grad, grad_ref, atol=1e-6), name
+# Checkpoint: six implementations, one loss and one gradient.
+assert (agreement["loss"] - agreement.loc["tutorial_lib.losses", "loss"]).abs().max() < 1e-5
+assert (agreement["max |gradient - engine's|"] < 1e-6).all()
 
 # %% [markdown]
 # **Where the gradient goes.** Differentiate with respect to the distance matrix itself: BatchHard touches at most
@@ -217,12 +216,11 @@ assert touched["BatchHard"] <= 2 * len(small_labels) < touched["BatchAll"]
 # %% [markdown]
 # ### 2.3 Where sentence-transformers' conventions matter
 #
-# **Anchors without a positive.** The documentation example of sentence-transformers' batch losses trains on five
-# sentences labeled `0, 1, 0, 0, 2`. Sentences 1 and 4 are alone with their label. sentence-transformers multiplies
-# by the positive mask (section 2.2), so their "farthest positive" is at distance 0 and their term is
-# $\max(0,\ m - d(a,n))$: a push away from the nearest negative while it is closer than the margin, with no pull at
-# all. And they stay in the mean: the loss is divided by 5, not by the 3 anchors that have a triplet.
-# `tutorial_lib` keeps this convention, so the two agree:
+# Notebook 02's section on sentence-transformers' conventions explains what happens to an anchor without a positive
+# and to a batch with a single label. For BatchHard: the multiplied mask of section 2.2 gives a lone anchor
+# $d(a,p) = 0$, a term $\max(0,\ m - d(a,n))$ and a place in the mean; on a single label sentence-transformers
+# charges every anchor the margin and `tutorial_lib` returns 0. Checked on the documentation's five sentences
+# labeled `0, 1, 0, 0, 2`, then with one label:
 
 # %%
 doc_labels = torch.tensor([0, 1, 0, 0, 2])
@@ -240,22 +238,12 @@ ours = float(losses.batch_hard_triplet_loss(doc_batch, doc_labels, MARGIN))
 theirs = float(st_batch_hard.compute_loss_from_embeddings([doc_batch], doc_labels))
 print(f"BatchHard: tutorial_lib {ours:.5f}, sentence-transformers {theirs:.5f}")
 assert abs(ours - theirs) < 1e-6
-assert abs(ours - sum(terms) / 5) < 1e-6 and terms[1] == terms[4] == 0.0  # the mean over all 5 anchors
-
-# %% [markdown]
-# Here the two lone sentences are already more than 0.5 from every other label, so their terms are 0; they only
-# dilute the mean. Closer than the margin, they would be pushed away from everything with nothing pulling them
-# anywhere. P × K batches (`GROUP_BY_LABEL`) avoid such anchors altogether.
-#
-# **A single label.** With no negative anywhere, sentence-transformers' masking ends up comparing each anchor's
-# farthest positive with itself, and every anchor costs the margin; `tutorial_lib` returns 0 with no gradient
-# (notebook 02 shows why):
-
-# %%
+assert abs(ours - sum(terms) / 5) < 1e-6  # the mean over all 5 anchors, the two lone ones included
 one_label = torch.zeros(5, dtype=torch.long)
-print(f"tutorial_lib {float(losses.batch_hard_triplet_loss(doc_batch, one_label, MARGIN)):.3f}, "
-      f"sentence-transformers {float(st_batch_hard.compute_loss_from_embeddings([doc_batch], one_label)):.3f}")
-assert float(losses.batch_hard_triplet_loss(doc_batch, one_label, MARGIN)) == 0.0
+ours_one = float(losses.batch_hard_triplet_loss(doc_batch, one_label, MARGIN))
+theirs_one = float(st_batch_hard.compute_loss_from_embeddings([doc_batch], one_label))
+print(f"a single label: tutorial_lib {ours_one:.3f}, sentence-transformers {theirs_one:.3f}")
+assert ours_one == 0.0 and abs(theirs_one - MARGIN) < 1e-6
 
 # %% [markdown]
 # ## 3. The margin on real embeddings
@@ -264,11 +252,10 @@ assert float(losses.batch_hard_triplet_loss(doc_batch, one_label, MARGIN)) == 0.
 # sampler draws from the bundled training set, embedded by the untrained model.
 
 # %%
-sampler = GroupByLabelBatchSampler(data["train"], batch_size=BATCH_SIZE, drop_last=False,
-                                   valid_label_columns=["label"], seed=0)
-rows = next(iter(sampler))
-batch_texts = [data["train"][i]["sentence"] for i in rows]
-batch_labels = torch.tensor([data["train"][i]["label"] for i in rows])
+rows = next(iter(GroupByLabelBatchSampler(data["train"], batch_size=BATCH_SIZE, drop_last=False,
+                                          valid_label_columns=["label"], seed=0)))
+first_batch = data["train"].select(rows)
+batch_texts, batch_labels = list(first_batch["sentence"]), torch.tensor(first_batch["label"])
 batch = model.encode(batch_texts, convert_to_tensor=True).cpu()
 print(f"{len(rows)} sentences; per label: {torch.bincount(batch_labels).tolist()}")
 
@@ -355,24 +342,27 @@ assert float(losses.batch_hard_triplet_loss(batch, batch_labels, MARGIN)) > MARG
 #
 # As in notebook 03: `make_loss("batch_hard", model, margin=0.5)` through `tutorial_lib.training.train`
 # (`SentenceTransformerTrainer`, `GROUP_BY_LABEL` batches of 32, learning rate 5e-5, 12 steps). The "before"
-# numbers first, since this model object is the one that trains (in fast mode on a subset).
+# numbers first, since this model object is the one that trains: the four metrics of notebook 03, section 5 (in
+# fast mode on a subset). Section 6 scores six more models the same way, hence a function.
 
 # %%
-def subset(split, per_label):
-    labels = np.array(split["label"])
-    return split.select([int(i) for y in np.unique(labels) for i in np.flatnonzero(labels == y)[:per_label]])
-
-
 train_eval, test_eval = data["train"], data["test"]
-if EVAL_PER_LABEL:
-    train_eval, test_eval = subset(train_eval, EVAL_PER_LABEL[0]), subset(test_eval, EVAL_PER_LABEL[1])
-before_train, before_test = encode(model, train_eval["sentence"]), encode(model, test_eval["sentence"])
-before = evaluate_embeddings(before_train, train_eval["label"], before_test, test_eval["label"])
+if EVAL_PER_LABEL:  # fast mode: the first sentences of each label
+    train_eval, test_eval = (first_n_per_label(split, n) for split, n in zip((train_eval, test_eval), EVAL_PER_LABEL))
+
+
+def embed_and_score(scored_model):
+    """Train and test embeddings of a model, and its four metrics (notebook 03, section 5)."""
+    train_emb, test_emb = encode(scored_model, train_eval["sentence"]), encode(scored_model, test_eval["sentence"])
+    return train_emb, test_emb, evaluate_embeddings(train_emb, train_eval["label"], test_emb, test_eval["label"])
+
+
+before_train, before_test, before = embed_and_score(model)
 print({k: round(v, 3) for k, v in before.items()})
 
 # %%
 result = train(model, data["train"], make_loss("batch_hard", model, margin=MARGIN), max_steps=STEPS,
-               batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, progress=False)
+               batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE)
 history = result.history
 print(f"{result.steps} steps of {BATCH_SIZE} sentences in {result.train_seconds:.0f} s; collapsed: {result.collapsed}")
 viz.plot_history(history, columns=["loss", "mean_distance", ("hardest_positive_mean", "hardest_negative_mean")])
@@ -396,13 +386,14 @@ assert gap.iloc[-third:].mean() > gap.iloc[:third].mean()
 
 # %% [markdown]
 # ## 5. See it: before and after
+#
+# The four metrics and the 2-D picture are those of notebook 03, section 5 (which defines them, and says what a
+# UMAP picture shows and what it does not).
 
 # %%
-after_train, after_test = encode(model, train_eval["sentence"]), encode(model, test_eval["sentence"])
-after = evaluate_embeddings(after_train, train_eval["label"], after_test, test_eval["label"])
-table = pd.DataFrame({"before": before, "after": after}).drop(index="n_triplets")
-table["change"] = table["after"] - table["before"]
-table.round(3)
+after_train, after_test, after = embed_and_score(model)
+scores = pd.DataFrame({"before": before, "after": after}).drop(index="n_triplets")
+scores.assign(change=scores["after"] - scores["before"]).round(3)
 
 # %%
 figure = viz.plot_before_after(before_test, after_test, test_eval["label"], names)
@@ -411,11 +402,9 @@ figure
 
 # %%
 # Checkpoint: BatchHard lifted kNN accuracy by at least 10 points (fast mode: the held-out triplets improved).
-if FAST:
-    assert after["triplet_accuracy"] > before["triplet_accuracy"]
-else:
-    assert after["knn_accuracy"] >= before["knn_accuracy"] + 0.10
 print(f"kNN accuracy {before['knn_accuracy']:.3f} -> {after['knn_accuracy']:.3f}")
+lifted = after["knn_accuracy"] - before["knn_accuracy"] >= 0.10
+assert after["triplet_accuracy"] > before["triplet_accuracy"] if FAST else lifted
 
 # %% [markdown]
 # ## 6. Collapse: reproduce it, detect it, cure it
@@ -424,69 +413,148 @@ print(f"kNN accuracy {before['knn_accuracy']:.3f} -> {after['knn_accuracy']:.3f}
 # anchor's hinge is $\max(0,\ 0 - 0 + m) = m$: the loss **sits at the margin**, neither high nor low, and nothing
 # in it says that the model has become useless.
 #
-# ### 6.1 Reproduce it
+# ### 6.1 The collapse detector
 #
-# The same run as section 4, from fresh weights, with one change: a learning rate 100 times larger (5e-3).
-# `train` watches every step for a collapse and warns with a `CollapseWarning`. It flags a run whose mean pairwise
-# distance falls below a fraction of its first value. The default fraction, 1 %, assumes the distances can get
-# close to 0; section 6.2 shows why this model's training statistics never do. We ask for 20 %.
+# `tutorial_lib.monitor` holds the one rule the whole series uses, and `train` applies it at every step. A run has
+# **collapsed** once the batches' mean pairwise distance (`mean_distance` in the history) falls below
+# `monitor.COLLAPSE_RATIO` = 0.3 of its value at the first step, or once the loss has stayed pinned at its value
+# for all-equal distances (the margin; ln 2 for the soft margin of notebook 06) for `collapse_patience` = 5 steps
+# in a row. Then `train` warns with a `CollapseWarning`, sets `result.collapsed`, and **goes on training**: a dip
+# is not always the end, and section 6.2 has runs that came back. A run **trains** while its last mean distance
+# stays above `monitor.TRAINS_RATIO` = 0.5 of its first (`monitor.collapse_ratio` is that last / first ratio);
+# between the two lines it is damaged, not collapsed. `monitor.first_collapsed_step` finds the step at which a
+# history first crossed the line (exercise 2 asks you to write it).
+#
+# ### 6.2 Reproduce it, with controls
+#
+# A BatchHard run can collapse for two reasons: its mining (the hardest negatives, FaceNet's warning) or its step
+# size (large enough steps collapse any loss). Controls tell them apart: the recipe of section 4 (bundled training
+# data, batches of 32, margin 0.5, 12 steps, seed 0) with BatchHard, BatchSemiHard (notebook 05) and BatchAll
+# (notebook 03), at two learning rates found by trying a few: 2.5e-3 (`CONTRAST_RATE`) and 1e-2
+# (`TOO_LARGE_RATE`). Per run: the first and last step's mean distance, the first step whose mean distance was
+# below the collapse line (where the detector fired), and the kNN accuracy after training. Section 4's run is the
+# third rate of BatchHard. A full run writes the table to `notebooks/results/collapse_controls.csv`; fast mode,
+# with its smaller batches and fewer steps, writes to a scratch folder and leaves the committed table alone.
 
 # %%
-collapse_model = load_model(verbose=False)
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    collapsed = train(collapse_model, data["train"], make_loss("batch_hard", collapse_model, margin=MARGIN),
-                      max_steps=STEPS, batch_size=BATCH_SIZE, learning_rate=COLLAPSE_LEARNING_RATE, progress=False,
-                      collapse_distance_ratio=0.2)
-for warning in caught:
-    if issubclass(warning.category, CollapseWarning):
-        print(f"{warning.category.__name__}: {warning.message}")
-viz.plot_history(collapsed.history, columns=["loss", "mean_distance",
-                                             ("hardest_positive_mean", "hardest_negative_mean")])
+STRATEGY_ORDER = ("batch_hard", "batch_semi_hard", "batch_all")
+
+
+def rate_name(rate):
+    """A learning rate as the text writes it: 5e-05 -> "5e-5"."""
+    return np.format_float_scientific(rate, trim="-", exp_digits=1)
+
+
+histories, knn = {("batch_hard", LEARNING_RATE): history}, {("batch_hard", LEARNING_RATE): after["knn_accuracy"]}
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", monitor.CollapseWarning)  # each run's verdict is in the table below
+    for rate in (CONTRAST_RATE, TOO_LARGE_RATE):
+        for strategy in STRATEGY_ORDER:
+            run_model = load_model(verbose=False)
+            run = train(run_model, data["train"], make_loss(strategy, run_model, margin=MARGIN), max_steps=STEPS,
+                        batch_size=BATCH_SIZE, learning_rate=rate, seed=0)
+            *_, run_scores = embed_and_score(run_model)
+            histories[strategy, rate], knn[strategy, rate] = run.history, run_scores["knn_accuracy"]
+            if (strategy, rate) == ("batch_hard", CONTRAST_RATE):  # kept for sections 6.3 and 6.4
+                collapse_model, collapsed, collapsed_scores = run_model, run, run_scores
+rows_ = [{"loss": strategy, "learning_rate": rate, "seed": 0, "steps": STEPS, "batch_size": BATCH_SIZE,
+          "margin": MARGIN, "start_mean_distance": run_history["mean_distance"].iloc[0],
+          "end_mean_distance": run_history["mean_distance"].iloc[-1],
+          "first_collapsed_step": monitor.first_collapsed_step(run_history["step"], run_history["mean_distance"]),
+          "knn_accuracy": knn[strategy, rate]} for (strategy, rate), run_history in histories.items()]
+table_folder = tempfile.mkdtemp() if FAST else None  # None: notebooks/results/
+print("written:", results.save_table("collapse_controls.csv", pd.DataFrame(rows_), table_folder).name)
 
 # %%
+controls = results.load_table("collapse_controls.csv", table_folder)
+controls["ratio"] = controls["end_mean_distance"] / controls["start_mean_distance"]
+lines = [controls["ratio"] < monitor.COLLAPSE_RATIO, controls["ratio"] > monitor.TRAINS_RATIO]
+controls["verdict"] = np.select(lines, ["collapsed", "trains"], "in between")
+fig, ax = plt.subplots(figsize=(7.5, 3.2))
+rates = sorted(controls["learning_rate"].unique())
+for i, rate in enumerate(rates):
+    shown = controls[controls["learning_rate"] == rate].set_index("loss").reindex(STRATEGY_ORDER)
+    ax.bar(np.arange(3) + (i - 1) * 0.27, shown["ratio"], 0.27, label=f"learning rate {rate_name(rate)}")
+ax.axhline(monitor.TRAINS_RATIO, color="green", ls=":", lw=1.2, label="trains above (TRAINS_RATIO)")
+ax.axhline(monitor.COLLAPSE_RATIO, color="red", ls="--", lw=1.2, label="collapsed below (COLLAPSE_RATIO)")
+ax.set_xticks(range(3), [TITLES[s] for s in STRATEGY_ORDER])
+ax.set_ylabel("last / first mean distance")
+ax.set_ylim(0, 1.1)
+ax.legend(fontsize=7, loc="upper right")
+plt.show()
+controls.drop(columns=["seed", "steps", "batch_size", "margin"]).assign(
+    learning_rate=controls["learning_rate"].map(rate_name)).round(3)
+
+# %%
+# Checkpoint: at the contrast rate BatchHard collapsed and BatchSemiHard kept more of its distances; at the large
+# rate every strategy collapsed; the collapsed BatchHard model lost accuracy (full mode: the statements below).
+ratio = controls.set_index(["loss", "learning_rate"])["ratio"]
+assert ratio["batch_hard", CONTRAST_RATE] < monitor.COLLAPSE_RATIO < ratio["batch_semi_hard", CONTRAST_RATE]
+assert all(ratio[strategy, TOO_LARGE_RATE] < monitor.COLLAPSE_RATIO for strategy in STRATEGY_ORDER)
+assert ratio["batch_hard", LEARNING_RATE] > monitor.TRAINS_RATIO
+if not FAST:  # fast mode's 5 steps on batches of 16 are too few for these
+    assert ratio["batch_semi_hard", CONTRAST_RATE] > monitor.TRAINS_RATIO
+    assert monitor.COLLAPSE_RATIO < ratio["batch_all", CONTRAST_RATE] < monitor.TRAINS_RATIO
+    assert knn["batch_hard", CONTRAST_RATE] < before["knn_accuracy"] < knn["batch_semi_hard", CONTRAST_RATE]
+    assert knn["batch_semi_hard", CONTRAST_RATE] < knn["batch_hard", LEARNING_RATE]  # section 4's run is better
+    dipped = controls.set_index(["loss", "learning_rate"])["first_collapsed_step"]
+    assert dipped["batch_semi_hard", CONTRAST_RATE] > 0  # it dipped below the line, and came back
+
+# %% [markdown]
+# At 2.5e-3 the mining decides. BatchHard collapsed, and its kNN accuracy fell below the untrained model's.
+# BatchSemiHard, at the same rate on the same batches, ended above the "trains" line, with a kNN accuracy above the
+# untrained model's (below section 4's: a rate this large is no recipe). BatchAll, which averages each anchor's
+# hardest triplets with all its other active ones, ended between the lines: damaged, not collapsed. The
+# `first_collapsed_step` column shows why the detector warns instead of stopping: it fired in the BatchSemiHard run
+# too, whose distances dipped below the line and came back. At 1e-2 every strategy collapsed: a step-size failure,
+# which no choice of mining cures.
+#
+# ### 6.3 Detect it
+#
+# The collapsed BatchHard run at 2.5e-3, up close: the warning `train` gave, and its history.
+
+# %%
+print(collapsed.messages[-1])
 collapsed.history[["step", "loss", "learning_rate", "mean_distance", "hardest_positive_mean",
                    "hardest_negative_mean"]].round(4)
 
 # %% [markdown]
-# Within a few steps the mean pairwise distance drops to about a tenth of its start, and the loss settles just
-# above the margin, where it stays while the learning rate decays: the run never recovers.
-#
-# ### 6.2 Detect it
-#
-# **From the history.** Compare the last third of both runs. The collapsed run's loss is *lower* than the healthy
-# run's and almost constant; its distances are a tenth of the healthy run's.
+# **From the history.** Compare the last third of the collapsed run with section 4's healthy one. The collapsed
+# run's loss is *lower* than the healthy run's and almost constant; its distances are a small fraction of the
+# healthy run's.
 
 # %%
-def last_third(history):
-    tail = history.iloc[-max(len(history) // 3, 2):]
+def last_third(run_history):
+    tail = run_history.iloc[-max(len(run_history) // 3, 2):]
     return {"loss (mean)": tail["loss"].mean(), "loss (std)": tail["loss"].std(),
             "mean distance": tail["mean_distance"].mean(),
-            "mean distance / first": tail["mean_distance"].mean() / history["mean_distance"].iloc[0]}
+            "mean distance / first": tail["mean_distance"].mean() / run_history["mean_distance"].iloc[0]}
 
 
-signals = pd.DataFrame({"healthy (lr 5e-5)": last_third(history), "collapsed (lr 5e-3)": last_third(collapsed.history)})
+HEALTHY, COLLAPSED = f"healthy (lr {rate_name(LEARNING_RATE)})", f"collapsed (lr {rate_name(CONTRAST_RATE)})"
+signals = pd.DataFrame({HEALTHY: last_third(history), COLLAPSED: last_third(collapsed.history)})
 signals.round(4)
 
 # %%
-# Checkpoint: the collapse is flagged; its distances fell below 20 % of their start while the healthy run kept
-# more than 90 %; its loss sits within 10 % of the margin, with less spread than the healthy run's.
+# Checkpoint: the collapse is flagged; its distances fell below COLLAPSE_RATIO of their start while the healthy
+# run kept more than 90 %; its loss sits within 10 % of the margin, with less spread than the healthy run's.
 assert collapsed.collapsed and not result.collapsed
-assert signals.loc["mean distance / first", "collapsed (lr 5e-3)"] < 0.2
-assert signals.loc["mean distance / first", "healthy (lr 5e-5)"] > 0.9
-assert abs(signals.loc["loss (mean)", "collapsed (lr 5e-3)"] - MARGIN) < 0.1 * MARGIN
+assert signals.loc["mean distance / first", COLLAPSED] < monitor.COLLAPSE_RATIO
+assert signals.loc["mean distance / first", HEALTHY] > 0.9
+assert abs(signals.loc["loss (mean)", COLLAPSED] - MARGIN) < 0.1 * MARGIN
 if not FAST:  # fast mode's runs are too short for these two
-    assert signals.loc["loss (std)", "collapsed (lr 5e-3)"] < signals.loc["loss (std)", "healthy (lr 5e-5)"]
-    assert signals.loc["loss (mean)", "collapsed (lr 5e-3)"] < signals.loc["loss (mean)", "healthy (lr 5e-5)"]
+    assert signals.loc["loss (std)", COLLAPSED] < signals.loc["loss (std)", HEALTHY]
+    assert signals.loc["loss (mean)", COLLAPSED] < signals.loc["loss (mean)", HEALTHY]
 
 # %% [markdown]
 # The loss alone cannot tell a collapse from the early steps of a healthy BatchHard run, which also hovers around
 # the margin (section 4). The **mean pairwise distance** can: watch it.
 #
-# **Why the distances stop at about 0.12, not 0.** The statistics in the history come from the training forward
-# pass, with dropout on. Dropout adds noise to every embedding; for a collapsed model that noise is all the
-# difference between sentences. Embed the section-3 batch with the collapsed model in both modes (and, for
-# comparison, with the healthy one):
+# **Why the distances stop above 0.** The statistics in the history come from the training forward pass, with
+# dropout on. Dropout adds noise to every embedding; for a collapsed model that noise is all the difference
+# between sentences. Embed the section-3 batch with the collapsed model in both modes (and, for comparison, with
+# the healthy one), and ask how often the nearest negative mined with dropout on is the one the model's real
+# (eval-mode) embeddings give:
 
 # %%
 def mean_distance(embeddings):
@@ -494,14 +562,14 @@ def mean_distance(embeddings):
     return float(d.sum() / (len(d) * (len(d) - 1)))
 
 
-def dropout_probe(model, texts, labels):
+def dropout_probe(probed_model, texts, labels):
     """Mean distance with dropout off (eval) and on (train), and how often the nearest negative mined with dropout
     on differs from the one the model's real (eval-mode) embeddings would give."""
-    exact = torch.tensor(encode(model, texts))  # encode() runs in eval mode
-    model.train()
+    exact = torch.tensor(encode(probed_model, texts))  # encode() runs in eval mode
+    probed_model.train()
     with torch.no_grad():
-        noisy = model(model.preprocess(texts))["sentence_embedding"].cpu()
-    model.eval()
+        noisy = probed_model(probed_model.preprocess(texts))["sentence_embedding"].cpu()
+    probed_model.eval()
     changed = losses.mine(noisy, labels, MARGIN).hardest_negative != losses.mine(exact, labels, MARGIN).hardest_negative
     return {"mean distance, dropout off": mean_distance(exact), "mean distance, dropout on": mean_distance(noisy),
             "nearest negative differs": float(changed.float().mean())}
@@ -513,48 +581,49 @@ probe = pd.DataFrame({"healthy": dropout_probe(model, batch_texts, batch_labels)
 probe.round(4)
 
 # %% [markdown]
-# With dropout off, the collapsed model's sentences are a few hundredths apart on average (of a possible 2): the
-# collapse is near total. With dropout on, the noise alone spreads them to about 0.12, which is what the
-# history records, and which is why `train`'s default threshold of 1 % would not fire here.
-#
-# That noise also explains why the run never recovers. Every anchor's hinge is still active, so the gradient is
-# as large as ever, but the pair it pulls and pushes is chosen by dropout: for most anchors, the nearest negative
-# under dropout is not the one the model's real embeddings would give. The updates follow noise, not labels.
+# With dropout off, the collapsed model's sentences are far closer together than with dropout on (the table's
+# first two rows): the collapse is near total, and the noise alone keeps the distances the history records above
+# 0. A detector that waited for distances near 0 would never fire; hence a share of the first value. And for most
+# anchors, the nearest negative mined with dropout on is not the one the real embeddings give: the collapsed run's
+# pairs are picked by dropout noise, not by labels.
 #
 # **What the collapsed model is worth:**
 
 # %%
-collapsed_scores = evaluate_embeddings(encode(collapse_model, train_eval["sentence"]), train_eval["label"],
-                                       encode(collapse_model, test_eval["sentence"]), test_eval["label"])
-scores = pd.DataFrame({"untrained": before, "healthy (lr 5e-5)": after,
-                       "collapsed (lr 5e-3)": collapsed_scores}).drop(index="n_triplets")
-scores.round(3)
+worth = pd.DataFrame({"untrained": before, HEALTHY: after, COLLAPSED: collapsed_scores}).drop(index="n_triplets")
+worth.round(3)
 
 # %%
-# Checkpoint: the collapsed model is worse than the untrained one; its real embeddings are nearly one point; its
-# mined negatives follow dropout more often than the healthy model's.
-assert collapsed_scores["knn_accuracy"] < before["knn_accuracy"]
+# Checkpoint: the collapsed model's real embeddings are much closer together than the healthy model's; its mined
+# negatives follow dropout more often (full mode: its kNN accuracy is below the untrained one's, closer to 1/7).
 assert probe.loc["mean distance, dropout off", "collapsed"] < 0.1 * probe.loc["mean distance, dropout off", "healthy"]
 assert probe.loc["nearest negative differs", "collapsed"] > max(0.5, probe.loc["nearest negative differs", "healthy"])
-assert abs(collapsed_scores["knn_accuracy"] - 1 / 7) < abs(before["knn_accuracy"] - collapsed_scores["knn_accuracy"])
+if not FAST:
+    knn_collapsed, knn_before = collapsed_scores["knn_accuracy"], before["knn_accuracy"]
+    assert knn_collapsed < knn_before and abs(knn_collapsed - 1 / 7) < knn_before - knn_collapsed
 
 # %% [markdown]
-# Far worse than where it started: its kNN accuracy is closer to guessing among seven labels (1/7 ≈ 0.14) than to
-# the untrained model's.
+# On kNN accuracy, far worse than where it started: closer to guessing among seven labels (1/7 ≈ 0.14) than to the
+# untrained model's. (Not every metric falls as far; the table has all four.)
 #
-# ### 6.3 Cure it
+# ### 6.4 Cure it
 #
-# The cause here is the step size, so the cure is the learning rate of section 4. The two histories side by side:
-# same data, same batches, same seed, same margin.
+# The controls of section 6.2 point at two cures, each changing one thing: the learning rate of section 4 with the
+# same mining, or semi-hard mining at the same learning rate. The three histories side by side (same data, same
+# batches, same seed, same margin):
 
 # %%
-fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.1))
-for run, label in ((history, "lr 5e-5 (section 4)"), (collapsed.history, "lr 5e-3")):
-    left.plot(run["step"], run["loss"], marker=".", label=label)
-    right.plot(run["step"], run["mean_distance"], marker=".", label=label)
+cures = {f"BatchHard, lr {rate_name(LEARNING_RATE)} (section 4)": histories["batch_hard", LEARNING_RATE],
+         f"BatchHard, lr {rate_name(CONTRAST_RATE)}": histories["batch_hard", CONTRAST_RATE],
+         f"BatchSemiHard, lr {rate_name(CONTRAST_RATE)}": histories["batch_semi_hard", CONTRAST_RATE]}
+fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.1))
+for label, run_history in cures.items():
+    left.plot(run_history["step"], run_history["loss"], marker=".", label=label)
+    right.plot(run_history["step"], run_history["mean_distance"], marker=".", label=label)
 left.axhline(MARGIN, color="grey", lw=0.8, ls=":")
+right.axhline(monitor.COLLAPSE_RATIO * history["mean_distance"].iloc[0], color="red", lw=0.8, ls="--")
 left.set_title("loss (dotted: the margin)", fontsize=10)
-right.set_title("mean pairwise distance", fontsize=10)
+right.set_title("mean pairwise distance (dashed: the collapse line)", fontsize=10)
 right.set_ylim(bottom=0)
 for ax in (left, right):
     ax.set_xlabel("step")
@@ -570,12 +639,13 @@ assert after["triplet_accuracy"] > before["triplet_accuracy"]
 # Why is a large learning rate so destructive here, even though the trainer clips gradients to norm 1 by default
 # (`max_grad_norm=1.0`)? AdamW scales each weight's step by its own gradient history, so every weight moves by
 # roughly the learning rate per step *whatever the gradient's size*: clipping the gradient does not shrink the
-# step. At 5e-3 every weight moves about a hundred times farther per step than in section 4.
+# step. At 2.5e-3 every weight moves about fifty times farther per step than in section 4, at 1e-2 two hundred
+# times.
 #
 # What else helps against collapse:
 #
 # - **a learning rate suited to fine-tuning** (1e-5 to 1e-4 for small pretrained models), with warm-up;
-# - **semi-hard negatives** instead of the hardest: FaceNet's remedy (notebook 05);
+# - **semi-hard negatives** instead of the hardest: FaceNet's remedy (notebook 05), and the control of section 6.2;
 # - **watching `mean_distance`** (or `TrainResult.collapsed`) during every run, rather than the loss.
 
 # %% [markdown]
@@ -603,11 +673,30 @@ def batch_hard_loss(dist, labels, margin):
 check_batch_hard_loss(batch_hard_loss);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def batch_hard_loss(dist, labels, margin):
+#     same = labels[:, None] == labels[None, :]
+#     positive = same & ~torch.eye(len(labels), dtype=torch.bool)
+#     if same.all():  # a single label: no negative anywhere
+#         return dist.sum() * 0
+#     d_ap = (dist * positive).amax(dim=1)  # 0 for an anchor without a positive
+#     d_an = dist.masked_fill(same, torch.inf).amin(dim=1)
+#     return torch.relu(d_ap - d_an + margin).mean()
+# ```
+#
+# </details>
+
+# %% [markdown]
 # ### Exercise 2: when did it collapse?
 #
 # `first_collapsed_step(history, ratio)` gets a training history (a DataFrame like `collapsed.history`, with
 # columns `step` and `mean_distance`) and returns the `step` of the first row whose `mean_distance` is below
-# `ratio` times the first row's, or `None` if there is none. Try it on both runs of this notebook afterwards.
+# `ratio` times the first row's, or `None` if there is none: the rule of section 6.1, which
+# `monitor.first_collapsed_step` implements. Try it on the histories of section 6.2 afterwards (`histories`, with
+# `monitor.COLLAPSE_RATIO`).
 
 # %%
 def first_collapsed_step(history, ratio):
@@ -617,18 +706,32 @@ def first_collapsed_step(history, ratio):
 check_first_collapsed_step(first_collapsed_step);
 
 # %% [markdown]
+# <details>
+# <summary>Solution (try first: the check above tells you what is off)</summary>
+#
+# ```python
+# def first_collapsed_step(history, ratio):
+#     below = history["mean_distance"] < ratio * history["mean_distance"].iloc[0]
+#     return int(history.loc[below, "step"].iloc[0]) if below.any() else None
+# ```
+#
+# </details>
+
+# %% [markdown]
 # ## Summary
 #
 # - BatchHard keeps each anchor's hardest triplet, farthest positive against nearest negative: the mean over
 #   anchors of their worst case. $B$ triplets per batch, two distances per anchor in the gradient.
 # - Loops, the vectorized form (multiply by the positive mask for the max, fill non-negatives with $+\infty$ for
-#   the min), `tutorial_lib` and sentence-transformers agree in value and gradient. Anchors without a positive
-#   keep $d(a,p) = 0$ and are pushed away from everything; a single-label batch costs the margin in
-#   sentence-transformers and 0 here.
+#   the min), `tutorial_lib` (readable and fast) and sentence-transformers agree in value and gradient. Anchors
+#   without a positive keep $d(a,p) = 0$; a single-label batch costs the margin in sentence-transformers and 0 here
+#   (notebook 02, sentence-transformers' conventions).
 # - Twelve steps at margin 0.5 and learning rate 5e-5 lift kNN accuracy (section 5), although the loss barely
 #   moves.
-# - At 100 times that learning rate the model collapses: the loss sits at the margin (lower than a healthy run's!)
-#   and the mean distance falls to the dropout noise floor. Detect collapse with the mean distance, not the loss.
+# - With controls (section 6.2): at 2.5e-3 BatchHard collapses while BatchSemiHard, on the same batches, trains;
+#   at 1e-2 every strategy collapses. A collapsed run's loss sits at the margin (lower than a healthy run's!) and
+#   its mean distance falls to the dropout noise floor. Detect collapse with the mean distance
+#   (`tutorial_lib.monitor`, section 6.1), not the loss.
 #
 # ## Common pitfalls
 #
@@ -636,10 +739,13 @@ check_first_collapsed_step(first_collapsed_step);
 #   like; check `mean_distance` or `result.collapsed`.
 # - **Measuring collapse on training-mode statistics only.** Dropout keeps the distances above zero; embed a batch
 #   in eval mode (`model.encode`) to see the real picture.
-# - **A learning rate from training from scratch** (1e-3 and up) on a pretrained transformer. Gradient clipping
-#   does not protect against it with Adam.
-# - **Noisy labels.** A mislabeled sentence becomes the hardest pair of many anchors at once; BatchHard amplifies
-#   label noise that BatchAll dilutes.
+# - **A learning rate far above fine-tuning's** on a pretrained transformer: here BatchHard collapsed at 2.5e-3 and
+#   every strategy at 1e-2 (section 6.2). Gradient clipping does not protect against it with Adam.
+# - **Stopping at the first `CollapseWarning` without looking.** A dip can recover (section 6.2); the last mean
+#   distance and a held-out metric decide.
+# - **Noisy labels.** A mislabeled sentence can become the hardest pair of many anchors at once, so BatchHard is
+#   expected to suffer from label noise more than BatchAll: a hypothesis that notebook 10 measures (notebook 03,
+#   section 6.4, reads its table).
 # - **Singletons in the batch.** Anchors without a positive are pushed from everything, with no pull; use
 #   `GROUP_BY_LABEL`.
 #
@@ -650,8 +756,10 @@ check_first_collapsed_step(first_collapsed_step);
 # - F. Schroff, D. Kalenichenko, J. Philbin, *FaceNet: A Unified Embedding for Face Recognition and Clustering*,
 #   CVPR 2015: why the hardest negatives can collapse a model early in training, and semi-hard negatives.
 # - The source of sentence-transformers' `BatchHardTripletLoss`
-#   (`sentence_transformers/sentence_transformer/losses/batch_hard_triplet.py`), and `tutorial_lib/training.py`
-#   for how `CollapseWarning` is decided.
+#   (`sentence_transformers/sentence_transformer/losses/batch_hard_triplet.py`); `tutorial_lib/vectorized.py`
+#   (`batch_hard_triplet_loss` and `hardest_distances`, the readable version of section 2.2) and
+#   `tutorial_lib/reference.py` (the loops); `tutorial_lib/engine/`, the fast engine behind `tutorial_lib.losses`
+#   (its backward pass written out by hand); and `tutorial_lib/monitor.py`, the collapse detector of section 6.1.
 
 # %% [markdown]
 # <!-- [nav-cell] generated by `python -m tools.notebooks nav` -->

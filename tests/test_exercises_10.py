@@ -7,7 +7,7 @@ import numpy as np
 from exercise_contract import contract_tests
 
 from tutorial_lib.data import to_dataset
-from tutorial_lib.exercises import check_flip_labels, nb10
+from tutorial_lib.exercises import check_flip_labels, check_recall_within, nb10
 from tutorial_lib.experiments import flip_labels
 
 SOLUTION_FRAGMENTS = ("def ", "lambda", "rng.choice", "replace=False", "default_rng")
@@ -72,6 +72,48 @@ WRONG = [
 ]
 
 
+# Recall@1 inside a set ---------------------------------------------------------------------------------------------
+
+def recall_within(embeddings, labels):
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return float(np.mean(labels[similarity.argmax(axis=1)] == labels))
+
+
+def recall_with_the_library(embeddings, labels):
+    from tutorial_lib.evaluation import recall_at_1_within
+
+    return recall_at_1_within(embeddings, labels).mean()
+
+
+def itself_included(embeddings, labels):
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return float(np.mean(labels[(unit @ unit.T).argmax(axis=1)] == labels))
+
+
+def dot_product(embeddings, labels):
+    similarity = embeddings @ embeddings.T
+    np.fill_diagonal(similarity, -np.inf)
+    return float(np.mean(labels[similarity.argmax(axis=1)] == labels))
+
+
+def per_item(embeddings, labels):
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return labels[similarity.argmax(axis=1)] == labels
+
+
+CHECKS = [check_recall_within, check_flip_labels]
+RIGHT += [(check_recall_within, recall_within), (check_recall_within, recall_with_the_library)]
+WRONG += [
+    (check_recall_within, itself_included, "exclude the item itself"),
+    (check_recall_within, dot_product, "normalise every row"),
+    (check_recall_within, per_item, "return one number"),
+]
+
 (test_a_right_answer_passes, test_a_wrong_answer_fails_with_its_hint, test_a_crash_a_stub_and_a_non_function,
  test_the_checks_are_exported_and_deterministic, test_a_verdict_never_shows_an_oracle_value) = contract_tests(
-    nb10, CHECKS, RIGHT, WRONG, SOLUTION_FRAGMENTS)
+    nb10, CHECKS, RIGHT, WRONG, SOLUTION_FRAGMENTS + ("fill_diagonal", "argmax", "np.linalg.norm"),
+    [(nb10, "recall_at_1_from_distances")])

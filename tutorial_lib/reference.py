@@ -185,6 +185,24 @@ def active_fraction_from_distances(dist: Tensor, labels: Tensor, margin: float) 
     return active / valid if valid else 0.0
 
 
+def recall_at_1_from_distances(dist: Tensor, labels: Tensor) -> float:
+    """Retrieval inside one set: the share of items whose nearest *other* item (lowest index on ties) has their label.
+
+    Args:
+        dist: (N, N) distances; labels: (N,) integers. Notebook 10 measures labels never seen in training with it
+            (``tutorial_lib.evaluation.recall_at_1_within`` is the same with cosine similarities, in NumPy).
+    """
+    labels = labels.tolist()
+    hits = 0
+    for i in range(len(labels)):
+        nearest = None
+        for j in range(len(labels)):
+            if j != i and (nearest is None or dist[i, j] < dist[i, nearest]):
+                nearest = j
+        hits += nearest is not None and labels[nearest] == labels[i]
+    return hits / len(labels) if labels else 0.0
+
+
 def hardest_positive(dist: Tensor, labels: list[int], a: int) -> int | None:
     """Index of the farthest positive of anchor a (lowest index on ties), or None."""
     best = None

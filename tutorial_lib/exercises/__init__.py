@@ -20,7 +20,7 @@ One module per notebook, in notebook order (each module's docstring gives the si
     07  nb07  check_bootstrap_interval, check_offline_triplets
     08  nb08  check_st_batch_all_entries, check_gather_local_grad, check_process_gradients
     09  nb09  check_group_by_label_usage, check_semantic_search
-    10  nb10  check_flip_labels
+    10  nb10  check_recall_within, check_flip_labels
 
 Adding an exercise: write a ``check_*`` function in its notebook's module that builds its cases and calls
 :func:`~tutorial_lib.exercises.runner.run_checks`; each case returns None when the learner's answer is right, or a
@@ -45,12 +45,13 @@ from .nb06 import check_batch_hard_soft_margin, check_soft_margin
 from .nb07 import check_bootstrap_interval, check_offline_triplets
 from .nb08 import check_gather_local_grad, check_process_gradients, check_st_batch_all_entries
 from .nb09 import check_group_by_label_usage, check_semantic_search
-from .nb10 import check_flip_labels
+from .nb10 import check_flip_labels, check_recall_within
 from .runner import Miss, run_checks
 
 __all__ = [
     "Miss",
     "check_flip_labels",
+    "check_recall_within",
     "check_active_fraction",
     "check_batch_all_loss",
     "check_batch_hard_loss",

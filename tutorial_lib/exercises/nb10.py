@@ -1,9 +1,13 @@
 """Notebook 10 (unseen labels and label noise): the self-check of its exercise.
 
-    check_flip_labels(fn)  fn(labels: list of N ints, fraction: float, seed: int) -> list of N ints
+    check_recall_within(fn)  fn(embeddings: (N, D) array, labels: (N,) ints) -> float in [0, 1]
+    check_flip_labels(fn)    fn(labels: list of N ints, fraction: float, seed: int) -> list of N ints
 
-No oracle to compare with value by value (a learner's random draws differ from any reference's): the check tests
-the properties that define label noise, the ones :func:`tutorial_lib.experiments.flip_labels` has.
+Oracles: :func:`tutorial_lib.reference.recall_at_1_from_distances` on
+:func:`tutorial_lib.distances.cosine_distances` for Recall@1 inside a set (what
+``tutorial_lib.evaluation.recall_at_1_within`` computes); for label noise no value-by-value oracle (a learner's
+random draws differ from any reference's): the check tests the properties that define it, the ones
+:func:`tutorial_lib.experiments.flip_labels` has.
 """
 
 from __future__ import annotations
@@ -12,10 +16,49 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..distances import cosine_distances
+from ..reference import recall_at_1_from_distances
 from .runner import Miss, run_checks
 
-__all__ = ["check_flip_labels"]
+__all__ = ["check_flip_labels", "check_recall_within"]
+
+
+def check_recall_within(fn: Callable[[np.ndarray, Sequence[int]], Any]) -> bool:
+    """``fn(embeddings, labels)`` returns the share of items whose nearest *other* item (cosine) has their label."""
+
+    def case(n: int, dim: int, n_labels: int, seed: int, scale: float, what: str, hint: str,
+             lengths: tuple[float, float] = (0.5, 3.0)) -> tuple:
+        rng = np.random.default_rng(seed)
+        labels = rng.integers(0, n_labels, n)
+        centres = rng.normal(size=(n_labels, dim))
+        embeddings = centres[labels] + scale * rng.normal(size=(n, dim))
+        embeddings *= rng.uniform(*lengths, (n, 1)) / np.linalg.norm(embeddings, axis=1, keepdims=True)
+
+        def run(f):
+            got = f(embeddings.copy(), labels.copy())
+            values = np.asarray(got.detach().cpu() if isinstance(got, torch.Tensor) else got, dtype=float).ravel()
+            if values.size != 1:
+                return Miss(f"for {what} it returned {values.size} numbers.",
+                            "return one number: the mean over the items of 'nearest other item has my label'.")
+            value = float(values[0])
+            share = recall_at_1_from_distances(cosine_distances(torch.as_tensor(embeddings)), torch.as_tensor(labels))
+            return None if abs(value - share) < 1e-9 else Miss(
+                f"for {what} it returned {value:.4f}.", hint)
+
+        return what, run
+
+    return run_checks("check_recall_within", fn, [
+        case(30, 8, 3, 0, 0.8, "30 unit-length points in 3 noisy groups",
+             "an item's nearest neighbour must be another item: exclude the item itself (its distance to itself is 0).",
+             lengths=(1.0, 1.0)),
+        case(40, 5, 4, 1, 1.5, "40 points of very different lengths",
+             "cosine compares directions: normalise every row to length 1 (or use cosine distances) before the "
+             "nearest-neighbour search."),
+        case(25, 6, 5, 2, 2.0, "25 points in 5 groups, heavily mixed",
+             "return the share of items (a number between 0 and 1) whose nearest other item has their label."),
+    ], "That is tutorial_lib.evaluation.recall_at_1_within (its mean).")
 
 
 def check_flip_labels(fn: Callable[[Sequence[int], float, int], Any]) -> bool:
