@@ -42,7 +42,7 @@ ENV = setup(seed=0)
 # **Prerequisites:** notebooks 03–06 (one strategy each); notebook 01 for offline triplets.
 #
 # **Time.** A full run trains 21 models and takes the time the README's index gives (measured on a shared 2-core
-# CPU). The learning-rate grid behind it (55 more training runs, about 20 minutes) is committed as
+# CPU). The learning-rate grid behind it (55 more training runs; 30 minutes on a shared 2-core CPU) is committed as
 # `notebooks/results/lr_selection.csv`; set the environment variable `TRIPLET_RERUN_LR=1` before starting Jupyter
 # to run it again. In fast mode (CI) every cell runs on a few questions and tiny budgets, and the analysis reads the
 # committed results of a full run.
@@ -129,8 +129,8 @@ print("budget:", experiments.budget(len(train)))
 # index). The four strategies with seeds 0 and 1, the baselines with seed 0. The probe's $C$ is chosen the same way.
 # Each method keeps the rate with the best mean validation accuracy (ties: the higher validation silhouette).
 #
-# The grid is committed (`lr_selection.csv`); with `TRIPLET_RERUN_LR=1` this cell runs it again (about 20 minutes on
-# a 2-core CPU). In fast mode it runs two rates of one strategy on a tiny budget, to show that the code works.
+# The grid is committed (`lr_selection.csv`); with `TRIPLET_RERUN_LR=1` this cell runs it again (it took 30 minutes on
+# a shared 2-core CPU). In fast mode it runs two rates of one strategy on a tiny budget, to show that the code works.
 
 # %%
 def grid_row(method, rate, seed, grid_budget):

@@ -94,6 +94,9 @@ def _write_atomic(path: Path, frame: pd.DataFrame) -> None:
     os.close(handle)
     try:
         frame.to_csv(temporary, index=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; the result gets a normal file's permissions
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
