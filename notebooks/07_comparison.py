@@ -419,33 +419,44 @@ display(Markdown("\n".join(lines)))
 #
 # A linear probe on the frozen, untrained embeddings is a classifier: it learns one weight vector per label and
 # never changes the embeddings. On this closed-set test (the same seven labels in training and test) it is the
-# number to beat for *classification*. The numbers above say how the fine-tuned models compare with it; the other
-# metrics say what the probe cannot give: the probe's embeddings are the untrained model's, so its Recall@1,
-# silhouette and triplet accuracy are those of the untrained row. Fine-tuning changes the **geometry**: questions of
-# one label move together, so retrieval (the nearest question has the right label), clustering and kNN work with no
-# classifier on top.
+# first thing to try for classification, and it is a strong one: see its row of the table. Every trained method
+# is ahead of it on accuracy, by a few points; whether each of those differences is beyond noise is the probe's
+# column of the intervals below.
+#
+# The larger change is in the **geometry**. The probe's embeddings are the untrained model's, so its Recall@1,
+# silhouette and triplet accuracy are those of the untrained row; fine-tuning moves questions of one label
+# together, so retrieval (the nearest question has the right label), clustering and kNN work with no classifier on
+# top (second table).
 #
 # What the probe cannot do at all is name a label it was not trained on: a new answer type means a new classifier.
 # Notebook 10 trains on some labels and tests on labels never seen in training, where a metric-learning model
 # still groups questions by answer type and a probe has no output for them.
 
 # %%
+probe_rows = [{"method": results.short_title(m), "accuracy − probe": results.interval(pairs, m, "linear_probe")[0],
+               "95% interval": "[{1:+.3f}, {2:+.3f}]".format(*results.interval(pairs, m, "linear_probe")),
+               "beyond noise": results.better(pairs, m, "linear_probe")} for m in TRAINED]
+pd.DataFrame(probe_rows).set_index("method").round(3)
+
+# %%
 summary_table = results.summary(runs)
-probe = summary_table.loc["linear_probe"]
-strategy_means = summary_table.loc[list(STRATEGIES)]
+geometry_metrics = ("recall_at_1", "silhouette", "triplet_accuracy")
 geometry = pd.DataFrame({
-    "untrained / probe": probe[[(m, "mean") for m in ("recall_at_1", "silhouette", "triplet_accuracy")]].values,
-    f"best strategy ({results.short_title(best)})":
-        strategy_means.loc[best, [(m, "mean") for m in ("recall_at_1", "silhouette", "triplet_accuracy")]].values,
+    "untrained / probe": summary_table.loc["linear_probe", [(m, "mean") for m in geometry_metrics]].values,
+    **{results.short_title(m): summary_table.loc[m, [(g, "mean") for g in geometry_metrics]].values
+       for m in ("mnrl", *STRATEGIES)},
 }, index=["Recall@1", "silhouette", "triplet accuracy"])
 geometry.round(3)
 
 # %%
-# Checkpoint: fine-tuning moves the geometry beyond noise (Recall@1 of every strategy against the probe's embeddings).
+# Checkpoint: every strategy beats the probe on accuracy and on Recall@1 (the probe's embeddings are the untrained
+# ones), both beyond noise; no two strategies can be told apart on accuracy.
 for strategy in STRATEGIES:
-    assert results.better(pairs, strategy, "linear_probe", "recall_at_1"), strategy
-print({results.short_title(s): verdict(s, "linear_probe", "recall_at_1").split("(")[1].rstrip(")")
-       for s in STRATEGIES})
+    assert results.better(pairs, strategy, "linear_probe") and results.better(pairs, strategy, "linear_probe",
+                                                                               "recall_at_1"), strategy
+for a, b in [(a, b) for i, a in enumerate(STRATEGIES) for b in STRATEGIES[i + 1:]]:
+    assert not results.better(pairs, a, b) and not results.better(pairs, b, a), (a, b)
+print("every strategy ahead of the probe, beyond noise; the four strategies not distinguishable on accuracy")
 
 # %% [markdown]
 # ## 8. Two baselines up close
@@ -461,6 +472,17 @@ print({results.short_title(s): verdict(s, "linear_probe", "recall_at_1").split("
 collisions = pd.DataFrame([experiments.same_label_collisions(experiments.same_label_pairs(train, seed), seed)
                            for seed in SEEDS], index=[f"seed {s}" for s in SEEDS])
 collisions.round(3)
+
+# %% [markdown]
+# About two of an anchor's fifteen in-batch negatives share its label, for about nine anchors in ten. What it costs
+# on this data is not accuracy (MNRL's interval against each strategy contains 0, section 6) but compactness:
+# every MNRL run has a lower silhouette than every run of the four strategies (the table of section 5; seeds
+# below). Same-label questions are pushed apart, so the labels' clusters stay loose.
+
+# %%
+silhouettes = runs[runs["loss"].isin(["mnrl", *STRATEGIES])].pivot(index="loss", columns="seed", values="silhouette")
+assert silhouettes.loc["mnrl"].max() < silhouettes.loc[list(STRATEGIES)].min().min()
+silhouettes.round(3)
 
 # %% [markdown]
 # ### 8.2 Label-blind mining picks same-label "negatives"
@@ -642,9 +664,12 @@ check_offline_triplets(offline_triplets);
 #   runs several seeds, and touches the test split once.
 # - Judge differences with a paired bootstrap over test questions and seeds; 210 test questions cannot separate
 #   methods closer than a few points of accuracy.
-# - On this closed-set task a linear probe on the frozen model is a strong classifier; what fine-tuning with a
-#   triplet loss adds is geometry: retrieval, clustering and kNN without a classifier (section 7), and, notebook 10,
-#   labels never seen in training.
+# - On this closed-set task, one pass at a tuned learning rate brings every trained method within a few questions of
+#   perfect test accuracy: the four strategies cannot be told apart here (their intervals contain 0), and each is a
+#   few points ahead of a linear probe on the frozen model, beyond noise. The larger change is the geometry
+#   (Recall@1, silhouette), and, notebook 10, labels never seen in training.
+# - A test this easy saturates: to choose between strategies, use harder data (your own, notebook 09) and more test
+#   questions; the intervals say how many you need.
 # - MNRL's in-batch negatives and label-blind mined negatives both include questions of the anchor's own label on
 #   data with few labels; the batch triplet losses never do.
 #

@@ -1,5 +1,6 @@
-"""The notebooks: every source runs in fast mode (offline, fresh kernel), the committed .ipynb files are in sync
-with their sources, and the notebook tool's check, build and nav logic does what it promises.
+"""The notebooks: every source runs in fast mode (offline, fresh kernel), also as a learner's ``jupyter execute``
+runs it (live widgets, no headless switch), the committed .ipynb files are in sync with their sources, and the
+notebook tool's check, build, nav and execute logic does what it promises.
 
 Executing the notebooks is marked ``notebooks`` (``python -m pytest -m notebooks`` runs only those); they are part of
 the default run. New notebooks ``notebooks/NN_name.py`` are picked up automatically.
@@ -15,8 +16,9 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
+from nbclient import NotebookClient
 
-from tutorial_lib import notebooks as tool
+from tools import notebooks as tool
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = tool.discover(ROOT)
@@ -44,6 +46,141 @@ def test_notebook_runs_in_fast_mode(name):
     assert not any(o.output_type == "error" for c in code for o in c.outputs)
     setup_output = "".join(o.get("text", "") for o in code[0].outputs)
     assert "mode: FAST" in setup_output and "offline" in setup_output
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Run as a learner's `jupyter execute` runs them: no headless switch, widget state stored, nothing may wait forever
+# ----------------------------------------------------------------------------------------------------------------
+
+OUTPUT_MODEL = "OutputModel"
+
+
+class CountingClient(NotebookClient):
+    """nbclient as ``jupyter execute`` uses it, counting the output captures it had to route into Output widgets.
+
+    Each capture makes nbclient's stand-in front end send on the kernel's shell channel in the middle of a cell,
+    which can lose the cell's reply (the run then waits forever without a timeout) and raises KeyError without
+    stored widget state: the widgets must never need it.
+    """
+
+    captures = 0
+
+    def register_output_hook(self, msg_id, hook):
+        self.captures += 1
+        super().register_output_hook(msg_id, hook)
+
+
+def learner_env() -> dict[str, str]:
+    """The kernel environment of a learner's run in fast mode: live widgets and progress bars (no headless or
+    quiet switch), offline, on the CPU."""
+    env = tool.kernel_env(fast=True)
+    for name in ("TRIPLET_HEADLESS", "TRIPLET_QUIET", "TQDM_DISABLE"):
+        env.pop(name, None)
+    return env
+
+
+def live_figures(nb) -> list[dict]:
+    """The display_data outputs held by the Output widgets in the notebook's stored widget state."""
+    state = nb.metadata.get("widgets", {}).get(tool.WIDGET_STATE, {}).get("state", {})
+    return [out for model in state.values() if model.get("model_name") == OUTPUT_MODEL
+            for out in model["state"].get("outputs", []) if out.get("output_type") == "display_data"]
+
+
+WIDGET_CELLS = [
+    "from tutorial_lib.setup import setup\nENV = setup(seed=0)  # as every notebook starts: the inline backend\n"
+    "from tutorial_lib import widgets\nbundle = widgets.unit_circle_explorer(angle=60)\nbundle.show()",
+    "bundle.controls['angle'].value = 90  # a learner moving the slider: the live plot takes the picture's place\n"
+    "live = bundle.widget.children[-1].outputs\n"
+    "print('redraws', bundle.redraws)\n"
+    "print('live', len(live), type(live[0]['data'].get('image/png')).__name__)",
+]
+
+
+@pytest.mark.parametrize("store_widget_state", [False, True])
+def test_a_live_widget_redraws_under_nbclient_without_a_front_end(store_widget_state):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in WIDGET_CELLS])
+    client = CountingClient(nb, timeout=120, iopub_timeout=30, raise_on_iopub_timeout=True, startup_timeout=120,
+                            store_widget_state=store_widget_state, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT / "notebooks")}})
+    client.execute(env=learner_env(), cwd=str(ROOT / "notebooks"))  # a KeyError here: widget output was captured
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    assert "redraws 2" in printed
+    assert "live 1 str" in printed, printed  # one figure, its PNG as base64 text (what front ends render)
+    assert client.captures == 0, "a widget captured output: nbclient had to answer on the shell channel mid-cell"
+    if store_widget_state:
+        figures = live_figures(nb)
+        assert figures and all(isinstance(f["data"]["image/png"], str) for f in figures)
+    else:
+        assert "widgets" not in nb.metadata
+
+
+def test_the_runner_refuses_to_run_without_a_cell_timeout():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    for timeout in (None, 0, -1):
+        with pytest.raises(ValueError, match="timeout"):  # before any kernel starts
+            tool.execute(nb, ROOT / "notebooks", fast=True, timeout=timeout)
+
+
+def test_the_runners_output_widget_rearms_the_shell_socket_after_each_send():
+    import zmq
+
+    calls = []
+
+    class Socket:
+        def get(self, option):
+            calls.append(("get", option))
+
+    class Channel:
+        socket = Socket()
+
+        def send(self, msg):
+            calls.append(("send", msg["msg_type"]))
+
+    class Session:
+        def msg(self, msg_type, content=None, parent=None, metadata=None):
+            return {"msg_type": msg_type, "content": content, "parent_header": parent}
+
+    class KernelClient:
+        session = Session()
+        shell_channel = Channel()
+
+    widget = tool._rearming_output_widget()("c0ffee", {"outputs": []}, KernelClient(), executor=None)
+    widget.parent_header = {"msg_id": "cell"}
+    widget.sync_state()  # what nbclient does after routing a captured output into the widget
+    assert calls == [("send", "comm_msg"), ("get", zmq.EVENTS)]
+
+
+CAPTURE_CELLS = 20
+
+
+def test_the_runner_never_loses_a_reply_when_a_cell_captures_widget_output(tmp_path):
+    # Every cell ends by capturing output into an Output widget, so nbclient's stand-in front end answers on the shell
+    # channel just as the cell's reply arrives: without the re-arm, about half of such cells miss the reply and wait
+    # out their whole timeout (about 150 s here); with it, the run takes seconds.
+    cells = ["import ipywidgets as w\nfrom IPython.display import HTML, display\nout = w.Output()\ndisplay(out)"]
+    cells += [f"with out:\n    display(HTML('<b>{i}</b>' + 'x' * 20000))" for i in range(CAPTURE_CELLS)]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+    seconds = tool.execute(nb, tmp_path, fast=True, timeout=15)
+    assert all(c.execution_count for c in nb.cells)
+    assert seconds < 60, f"{CAPTURE_CELLS} trivial cells took {seconds:.0f} s: replies were lost and waited out"
+
+
+@pytest.mark.notebooks
+def test_notebook_03_runs_as_jupyter_execute_runs_it():
+    nb = jupytext.read(ROOT / "notebooks" / "03_batch_all.py")
+    folder = ROOT / "notebooks"
+    # jupyter execute's own configuration (widget state stored, no headless switch), plus the timeouts it lacks
+    client = CountingClient(nb, timeout=CELL_TIMEOUT, iopub_timeout=tool.IOPUB_TIMEOUT, raise_on_iopub_timeout=True,
+                            startup_timeout=tool.STARTUP_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(folder)}})
+    start = time.perf_counter()
+    client.execute(env=learner_env(), cwd=str(folder))  # raises CellExecutionError or CellTimeoutError
+    print(f"03_batch_all like jupyter execute: {time.perf_counter() - start:.1f} s")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "every code cell ran"
+    assert not any(o.output_type == "error" for c in code for o in c.outputs)
+    assert client.captures == 0, "a widget captured output: nbclient had to answer on the shell channel mid-cell"
+    assert any("image/png" in f["data"] for f in live_figures(nb)), "the explorer's live plot was never drawn"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -181,7 +318,9 @@ def test_check_only_warns_when_the_library_changed(repo, capsys):
 
 def test_the_tool_itself_is_not_part_of_the_library_hash(repo):
     before = tool.lib_hash(repo)
-    with (repo / "tutorial_lib" / "notebooks.py").open("a") as f:
+    (repo / "tools").mkdir()
+    shutil.copy(Path(tool.__file__), repo / "tools" / "notebooks.py")
+    with (repo / "tools" / "notebooks.py").open("a") as f:
         f.write("\n# a comment\n")
     assert tool.lib_hash(repo) == before
     (repo / "data" / "train.csv").write_text("sentence,label\n")

@@ -77,6 +77,8 @@ CELL_TIMEOUT = 600
 IOPUB_TIMEOUT = 60
 """Seconds nbclient waits for a cell's outputs after the kernel reported it finished (a lost message must end the
 run with an error, never hang it)."""
+STARTUP_TIMEOUT = 120
+"""Seconds a fresh kernel may take to answer (importing torch on a busy 2-core runner takes a while)."""
 
 SETUP_MARKER = "# [setup-cell]"
 DISTRIBUTION = "triplet-mining-hands-on"  # pyproject's [project] name: what pip knows the library as
@@ -401,26 +403,55 @@ def kernel_env(fast: bool) -> dict[str, str]:
 def execute(nb: Any, cwd: Path, fast: bool = False, timeout: int = CELL_TIMEOUT) -> float:
     """Run every cell of ``nb`` in place in a fresh ``python3`` kernel started in ``cwd``; return the seconds.
 
-    Offline and on the CPU (see :func:`kernel_env`); ``timeout`` is per cell. Raises
-    ``nbclient.exceptions.CellExecutionError`` (with the failing cell and traceback) if a cell fails.
+    Offline and on the CPU (see :func:`kernel_env`); ``timeout`` is per cell and must be positive (``ValueError``
+    otherwise: nothing may wait forever). Raises ``nbclient.exceptions.CellExecutionError`` (with the failing cell
+    and traceback) if a cell fails, ``CellTimeoutError`` if one runs past ``timeout`` or its outputs do not all
+    arrive within :data:`IOPUB_TIMEOUT`.
     """
     from nbclient import NotebookClient
 
+    if not timeout or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds per cell, got {timeout!r}: a run may never "
+                         "wait forever")
     client = NotebookClient(
         nb,
         timeout=timeout,
         iopub_timeout=IOPUB_TIMEOUT,
-        startup_timeout=120,
+        raise_on_iopub_timeout=True,  # a cell whose outputs did not all arrive is an error, not a silent gap
+        startup_timeout=STARTUP_TIMEOUT,
         kernel_name="python3",
         resources={"metadata": {"path": str(cwd)}},
-        # Kept during the run (nbclient 0.10/0.11 fails on Output widgets without it), stripped by tidy():
-        # megabytes of widget state must never reach a committed notebook.
+        # Kept during the run (nbclient 0.10/0.11 raises KeyError on captured Output widget output without it),
+        # stripped by tidy(): megabytes of widget state must never reach a committed notebook.
         store_widget_state=True,
         record_timing=False,
     )
+    client.widget_registry["@jupyter-widgets/output"]["OutputModel"] = _rearming_output_widget()
     start = time.perf_counter()
     client.execute(env=kernel_env(fast), cwd=str(cwd))
     return time.perf_counter() - start
+
+
+def _rearming_output_widget() -> type:
+    """nbclient's stand-in for a front end's ``Output`` widget, made safe against losing the cell's reply.
+
+    When a cell captures output into an ``Output`` widget (``with out: display(...)``), nbclient's stand-in sends
+    the widget's new state to the kernel on the shell channel while the cell is still running. jupyter_client sends
+    it through a blocking shadow of the asyncio shell socket, behind pyzmq's back: if that send consumes the
+    edge-triggered wake-up of the cell's reply arriving at the same moment, the pending wait for the reply never
+    fires, and the run stalls until the cell's timeout (forever without one). Reading ``EVENTS`` through the
+    asyncio socket right after the send makes pyzmq look again and deliver a reply that is already there.
+    The widgets of :mod:`tutorial_lib.widgets` do not capture output; this guards any notebook code that does.
+    """
+    import zmq
+    from nbclient.output_widget import OutputWidget
+
+    class RearmingOutputWidget(OutputWidget):
+        def send(self, data=None, metadata=None, buffers=None) -> None:
+            super().send(data, metadata, buffers)
+            self.kernel_client.shell_channel.socket.get(zmq.EVENTS)
+
+    return RearmingOutputWidget
 
 
 def _stable_ids(nb: Any) -> None:

@@ -138,10 +138,12 @@ def same_label_collisions(pairs: Any, seed: int, pairs_per_step: int = PAIRS_PER
     """
     import torch
     from sentence_transformers.base.sampler import DefaultBatchSampler
+    from torch.utils.data import RandomSampler
 
     labels = np.asarray(pairs["label_of_pair"])
-    sampler = DefaultBatchSampler(pairs, pairs_per_step, drop_last=False, generator=torch.Generator().manual_seed(seed),
-                                  seed=seed)
+    generator = torch.Generator().manual_seed(seed)  # what the trainer builds for its default batches
+    sampler = DefaultBatchSampler(RandomSampler(range(len(pairs)), generator=generator), pairs_per_step,
+                                  drop_last=False, generator=generator, seed=seed)
     same = []
     for batch in sampler:
         batch_labels = labels[list(batch)]
