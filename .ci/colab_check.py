@@ -6,8 +6,8 @@ virtual environment holding Colab's preinstalled packages.
 
 Static checks, for every ``notebooks/NN_*.ipynb``: the metadata requests a GPU runtime (``accelerator: GPU``,
 ``colab.gpuType``); the first cell's badge opens this notebook of the configured repository in Colab; the setup
-cell is the canonical one, and the only things it installs are the library (from the repository) and
-sentence-transformers 6 -- never torch or numpy.
+cell is the canonical one, and the only thing it installs is the library (from the repository), whose dependencies
+bring sentence-transformers 6 -- never torch or numpy (lower bounds that Colab's versions satisfy).
 
 The simulation: a fresh venv with what Colab preinstalls (versions below; Colab's Python is 3.13, but this machine
 has torch only for Python 3.11, so the venv uses 3.11), then the setup cell's own code, executed with a stand-in
@@ -29,9 +29,10 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from tutorial_lib import notebooks as nbtool  # the installed library (.ci/run installs it first)
-
 ROOT = Path(__file__).resolve().parents[1]
+
+NOTEBOOK_RUN_TIMEOUT = 1800
+"""Seconds the whole run of notebook 01 may take in the Colab-like venv (the tool also limits each cell)."""
 
 # What Colab preinstalls that matters here (as documented for the series: its own torch and numpy,
 # sentence-transformers 5.x, transformers 4.x, ipywidgets 7.7.1), pinned to versions available on this machine.
@@ -55,9 +56,19 @@ COLAB_PACKAGES = [
 UNTOUCHABLE = ("torch", "numpy", "ipywidgets")  # must keep Colab's versions
 
 
+def notebook_tool():
+    """``tools/notebooks.py`` of this checkout: a maintainer tool, never installed, so imported from the root."""
+    if str(ROOT) not in sys.path:  # run as a script, Python puts .ci/ on its path, not the repository root
+        sys.path.append(str(ROOT))
+    from tools import notebooks
+
+    return notebooks
+
+
 def static_checks() -> list[str]:
     import nbformat
 
+    nbtool = notebook_tool()
     problems = []
     slug = nbtool.github_slug(ROOT)
     names = nbtool.discover(ROOT)
@@ -81,7 +92,7 @@ def static_checks() -> list[str]:
             problems.append(f"{name}: the setup cell is missing or differs from the canonical one")
             continue
         installed = pip_targets(setups[0].source)
-        expected = ["sentence-transformers[train]>=6.2,<7", f"git+https://github.com/{slug}.git"]
+        expected = [f"git+https://github.com/{slug}.git"]  # the library; its dependencies bring sentence-transformers 6
         if installed != expected:
             problems.append(f"{name}: the setup cell installs {installed}, expected exactly {expected}")
         if any(re.match(r"(torch|numpy)\b", target) for target in installed):
@@ -90,11 +101,12 @@ def static_checks() -> list[str]:
 
 
 def pip_targets(setup_source: str) -> list[str]:
-    """The package arguments of the setup cell's ``pip install`` call (the list literal after "install")."""
-    match = re.search(r'"install",\s*"--quiet",\s*(.*?)\],\s*check=True', setup_source, flags=re.S)
+    """The package arguments of the setup cell's ``pip install`` call (the rest of its list literal after the
+    options)."""
+    match = re.search(r'"install",((?:\s*"-[^"]*",)*)\s*(.*?)\]', setup_source, flags=re.S)
     if not match:
         return []
-    return re.findall(r'"([^"]+)"', match.group(1))
+    return re.findall(r'"([^"]+)"', match.group(2))
 
 
 def _run(cmd, **kwargs):
@@ -111,7 +123,7 @@ def _freeze(python: Path) -> dict[str, str]:
 SMOKE = textwrap.dedent('''
     import ipywidgets, torch, sentence_transformers
     from tutorial_lib import widgets
-    from tutorial_lib.notebook_setup import setup
+    from tutorial_lib.setup import setup
     env = setup(seed=0)
     assert ipywidgets.__version__.startswith("7.7"), ipywidgets.__version__
     bundle = widgets.margin_playground(margin=0.3, anchor=0)
@@ -140,6 +152,7 @@ def simulate(workdir: Path) -> list[str]:
                                                                     "sentence-transformers", "ipywidgets")})
 
     # The setup cell, as committed, with the install pointed at this checkout and a stand-in google.colab module.
+    nbtool = notebook_tool()
     slug = nbtool.github_slug(ROOT)
     cell = nbtool.setup_cell_source(slug).replace(f"git+https://github.com/{slug}.git", str(ROOT))
     fake = workdir / "fake_colab"
@@ -178,11 +191,14 @@ def simulate(workdir: Path) -> list[str]:
     if smoke.returncode != 0:
         problems.append("the widgets failed on ipywidgets 7.7 in the Colab-like environment")
 
-    # The library's own runner (the one the notebook tool and the tests use), from the library the cell installed.
+    # The project's own runner (the one the notebook tool and the tests use), with the library the cell installed.
+    # The tool is not installed (a maintainer tool): the runner starts at the repository root, which Python puts
+    # first on its path for `-c`, so `tools` imports from the checkout. The kernel gets no such path: it imports
+    # the installed library.
     run_nb = textwrap.dedent(f'''
         from pathlib import Path
         import jupytext
-        from tutorial_lib import notebooks
+        from tools import notebooks
         nb = jupytext.read({str(ROOT / "notebooks" / "01_triplet_loss.py")!r})
         notebooks.execute(nb, Path({str(ROOT / "notebooks")!r}), fast=True, timeout=600)
         print("notebook 01 ran in the Colab-like environment")
@@ -190,7 +206,12 @@ def simulate(workdir: Path) -> list[str]:
     _run([str(python), "-m", "pip", "install", "--quiet", "jupytext"], env=env)
     _run([str(python), "-m", "ipykernel", "install", "--prefix", str(venv), "--name", "python3"], env=env)
     nb_env = {**cell_env, "JUPYTER_PATH": str(venv / "share" / "jupyter"), "PATH": f"{venv / 'bin'}:{env['PATH']}"}
-    ran = subprocess.run([str(python), "-c", run_nb], env=nb_env, capture_output=True, text=True)
+    try:
+        ran = subprocess.run([str(python), "-c", run_nb], cwd=ROOT, env=nb_env, capture_output=True, text=True,
+                             timeout=NOTEBOOK_RUN_TIMEOUT)
+    except subprocess.TimeoutExpired as stuck:
+        print(stuck.stdout or "", stuck.stderr or "", sep="\n")
+        return [*problems, f"notebook 01 did not finish in {NOTEBOOK_RUN_TIMEOUT} s in the Colab-like environment"]
     print(ran.stdout[-1000:], ran.stderr[-3000:], sep="\n")
     if ran.returncode != 0:
         problems.append("notebook 01 failed in the Colab-like environment")
@@ -203,7 +224,7 @@ def main() -> int:
     parser.add_argument("--workdir", default=None, help="where to build the venv (default: a temporary folder)")
     args = parser.parse_args()
     problems = static_checks()
-    print(f"static checks: {len(nbtool.discover(ROOT))} notebooks, {len(problems)} problem(s)")
+    print(f"static checks: {len(notebook_tool().discover(ROOT))} notebooks, {len(problems)} problem(s)")
     if args.simulate:
         if args.workdir:
             Path(args.workdir).mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """Colab readiness, static part (.ci/colab_check.py): GPU metadata, badge, canonical setup cell installing only
-the library and sentence-transformers 6. (.ci/run also runs the full simulation in a Colab-like venv.)"""
+the library (which brings sentence-transformers 6). (.ci/run also runs the full simulation in a Colab-like venv.)"""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ def test_every_notebook_is_ready_for_colab():
 
 def test_the_install_list_is_read_from_the_setup_cell_and_a_torch_install_is_caught():
     tool = _tool()
-    from tutorial_lib.notebooks import setup_cell_source
+    from tools.notebooks import setup_cell_source
 
     cell = setup_cell_source("owner/repo")
-    assert tool.pip_targets(cell) == ["sentence-transformers[train]>=6.2,<7", "git+https://github.com/owner/repo.git"]
-    bad = cell.replace('"sentence-transformers[train]>=6.2,<7",', '"torch", "sentence-transformers[train]>=6.2,<7",')
+    assert tool.pip_targets(cell) == ["git+https://github.com/owner/repo.git"]
+    bad = cell.replace('"git+https://github.com/owner/repo.git"', '"torch", "git+https://github.com/owner/repo.git"')
     assert "torch" in tool.pip_targets(bad)

@@ -606,7 +606,7 @@ def check(root: Path) -> list[Finding]:
         return [*findings, Finding("FAIL", "nav", str(error))]
     for path in stale_nav:
         findings.append(Finding("FAIL", path, "generated cells or README table out of date (run: python -m "
-                                              "tutorial_lib.notebooks nav)"))
+                                              "tools.notebooks nav)"))
     return findings
 
 
