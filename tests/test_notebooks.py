@@ -420,6 +420,25 @@ def test_tidy_strips_widget_state_and_keeps_a_text_fallback():
     assert [c.id for c in nb.cells] == first_ids  # ids come from the content: stable across builds
 
 
+def test_tidy_drops_progress_bars_but_keeps_other_widgets_and_markdown():
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    bar = nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": view,
+        "text/plain": "Batches: 100%|##########| 27/27 [00:03<00:00,  8.1it/s]"})
+    slider = nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": view, "text/plain": "VBox(children=(FloatSlider(value=0.3),))"})
+    printed = nbformat.v4.new_output("stream", name="stdout", text="loss 100%|done| 1/1 [printed by the cell]\n")
+    cell = nbformat.v4.new_code_cell("train()")
+    cell.outputs = [bar, printed, slider]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# title"), cell]
+    tool.tidy(nb)
+    assert [o.output_type for o in cell.outputs] == ["stream", "display_data"]
+    assert cell.outputs[1].data == {"text/plain": tool.WIDGET_FALLBACK}
+    assert "outputs" not in nb.cells[0]
+    nbformat.validate(nb)
+
+
 def test_writing_refuses_an_oversized_notebook(tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("x" * 5000)]

@@ -463,12 +463,27 @@ def _stable_ids(nb: Any) -> None:
         cell["id"] = base if seen[base] == 1 else f"{base}-{seen[base]}"
 
 
+_PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+\s*\[")
+
+
+def _is_progress_bar(output: Any) -> bool:
+    """Whether ``output`` is a tqdm bar: a widget view whose text form is the bar ("Batches: 100%|####| 3/3 [...")."""
+    data = output.get("data") or {}
+    text = data.get("text/plain", "")
+    text = "".join(text) if isinstance(text, list) else text
+    return WIDGET_VIEW in data and bool(_PROGRESS_BAR.search(text))
+
+
 def tidy(nb: Any, stamp: dict[str, Any] | None = None) -> None:
     """Strip widget state and per-run noise, keep a text fallback for widget outputs, set the metadata."""
     _stable_ids(nb)
     for cell in nb.cells:
         for key in ("execution", "collapsed", "scrolled", "widgets"):
             cell.metadata.pop(key, None)
+        # A progress bar (tqdm's notebook widget; libraries that pass ``disable=False`` ignore TQDM_DISABLE) is a
+        # live display: in a committed notebook it would only be a frozen, misleading picture of one moment.
+        if cell.cell_type == "code":
+            cell["outputs"] = [output for output in cell.outputs if not _is_progress_bar(output)]
         for output in cell.get("outputs", []):
             data = output.get("data")
             if data and WIDGET_VIEW in data:
