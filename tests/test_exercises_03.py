@@ -50,20 +50,6 @@ def active_fraction(dist, labels, margin):
     return float(active.sum()) / int(valid.sum()) if valid.any() else 0.0
 
 
-def active_fraction_loops(dist, labels, margin):
-    labels = labels.tolist()
-    valid = active = 0
-    for a in range(len(labels)):
-        for p in range(len(labels)):
-            if p == a or labels[p] != labels[a]:
-                continue
-            for n in range(len(labels)):
-                if labels[n] != labels[a]:
-                    valid += 1
-                    active += float(dist[a, p] - dist[a, n]) + margin > 0
-    return active / valid if valid else 0.0
-
-
 # Wrong answers -------------------------------------------------------------------------------------------------
 
 def all_over_valid(dist, labels, margin):
@@ -142,7 +128,7 @@ RIGHT = [
     (check_batch_all_loss, batch_all_pairs),
     (check_batch_all_loss, batch_all_reference),
     (check_active_fraction, active_fraction),
-    (check_active_fraction, active_fraction_loops),
+    (check_active_fraction, reference.active_fraction_from_distances),
 ]
 WRONG = [
     (check_batch_all_loss, all_over_valid, "*active* triplets"),

@@ -207,23 +207,29 @@ class _NanOnCall(nn.Module):
         return value * float("nan") if self.calls >= self.nan_at else value
 
 
-def test_a_nan_loss_stops_training_before_the_update(tiny_st_model, toy_dataset):
-    loss = _NanOnCall(tiny_st_model, nan_at=3)
-    weights_after_step_2 = {}
-
+def _last_weights():
+    """A trainer callback that keeps a copy of the model's weights after every completed step (``.weights``)."""
     from transformers import TrainerCallback
 
-    class Keep(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            weights_after_step_2.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+    class KeepWeights(TrainerCallback):
+        weights: dict = {}
 
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    return KeepWeights()
+
+
+def test_a_nan_loss_stops_training_before_the_update(tiny_st_model, toy_dataset):
+    loss = _NanOnCall(tiny_st_model, nan_at=3)
+    keep = _last_weights()
     with pytest.raises(NonFiniteLossError, match="became nan at step 3.*stopped before that update") as info:
-        _quick(tiny_st_model, toy_dataset, loss, max_steps=6, callbacks=[Keep()])
+        _quick(tiny_st_model, toy_dataset, loss, max_steps=6, callbacks=[keep])
     error = info.value
     assert error.step == 3 and len(error.history) == 3 and math.isnan(error.history["loss"].iloc[-1])
     assert np.isfinite(error.history["loss"].iloc[:2]).all()
     for name, value in tiny_st_model.state_dict().items():  # the NaN batch changed nothing
-        assert torch.equal(value, weights_after_step_2[name]), name
+        assert torch.equal(value, keep.weights[name]), name
     assert not tiny_st_model.training
 
 
@@ -301,19 +307,12 @@ class _NanGradientLoss(nn.Module):
 
 def test_non_finite_gradients_stop_training_before_the_update(tiny_st_model, toy_dataset):
     loss = _NanGradientLoss(tiny_st_model, nan_at=2)
-    first = {}
-
-    from transformers import TrainerCallback
-
-    class Keep(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            first.update({k: v.detach().clone() for k, v in model.state_dict().items()})
-
+    keep = _last_weights()
     with pytest.raises(NonFiniteLossError, match="gradients became NaN/inf at step 2") as info:
-        _quick(tiny_st_model, toy_dataset, loss, max_steps=4, callbacks=[Keep()])
+        _quick(tiny_st_model, toy_dataset, loss, max_steps=4, callbacks=[keep])
     assert info.value.step == 2 and np.isfinite(info.value.history["loss"]).all()
     for name, value in tiny_st_model.state_dict().items():  # the NaN gradients changed nothing
-        assert torch.equal(value, first[name]), name
+        assert torch.equal(value, keep.weights[name]), name
 
 
 def test_an_evaluator_is_logged_and_the_best_checkpoint_kept(tiny_st_model, toy_dataset, tmp_path):
