@@ -9,8 +9,8 @@ triplets among :func:`tutorial_lib.masks.triplet_mask` (waiting for a home in :m
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -18,16 +18,7 @@ from torch import Tensor
 from ..distances import pairwise_distances
 from ..masks import anchor_negative_mask, same_label, triplet_mask
 from ..reference import COUNT_THRESHOLD, active_fraction_from_distances, batch_all_from_distances
-from .runner import (
-    Miss,
-    as_number,
-    clustered_distances,
-    either,
-    gradient_miss,
-    line_distances,
-    matching_slips,
-    run_checks,
-)
+from .runner import clustered_distances, gradient_miss, line_distances, number_case, run_checks
 
 __all__ = ["check_active_fraction", "check_batch_all_loss"]
 
@@ -64,6 +55,17 @@ def _batch_all_slip(dist: Tensor, labels: Tensor, margin: float, slip: str) -> f
     return total / active if active else 0.0
 
 
+def _active_fraction_slip(dist: Tensor, labels: Tensor, margin: float, slip: str) -> float:
+    """The active fraction with one usual mistake, to name the learner's (never the right share).
+
+    ``"cube"``: divides by all B^3 index triples; ``"self"``: lets p == a.
+    """
+    if slip == "cube":
+        return _active_share(dist, triplet_mask(labels), margin, len(labels) ** 3)
+    valid = _self_positive_slip(labels)
+    return _active_share(dist, valid, margin, int(valid.sum()))
+
+
 def check_batch_all_loss(fn: Callable[[Tensor, Tensor, float], Tensor]) -> bool:
     """``fn(dist, labels, margin)`` returns BatchAll's loss from a (B, B) distance matrix and (B,) labels.
 
@@ -79,23 +81,8 @@ def check_batch_all_loss(fn: Callable[[Tensor, Tensor, float], Tensor]) -> bool:
                     "rule, and it turns a rounding-level loss into a large one: with no active triplet return 0."),
     }
 
-    def case(dist: Tensor, labels: Tensor, margin: float, what: str, hint: str) -> tuple:
-        def run(f):
-            value, miss = as_number(f(dist.clone(), labels.clone(), margin), what, one="one number",
-                                    reduce="reduce the per-triplet (or per-anchor)")
-            if miss:
-                return miss
-            got, want = float(value), float(batch_all_from_distances(dist, labels, margin))
-            if math.isnan(got):
-                return Miss(f"for {what} it returned NaN.", "0 / 0 is NaN: when no triplet is active, return 0.")
-            if math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-7):
-                return None
-            keys = matching_slips(got, want, {key: _batch_all_slip(dist, labels, margin, key) for key in slips})
-            if len(keys) == 1:
-                return Miss(f"for {what} it returned {got:.4g}: {slips[keys[0]][0]}", slips[keys[0]][1])
-            return Miss(f"for {what} it returned {got:.4g}.", either([slips[key][1] for key in keys] or [hint]))
-
-        return what, run, hint
+    case = partial(number_case, oracle=batch_all_from_distances, slip_value=_batch_all_slip, slips=slips,
+                   nan_hint="0 / 0 is NaN: when no triplet is active, return 0.")
 
     def gradient(f):
         dist, labels = clustered_distances(8, 2, seed=11)
@@ -129,35 +116,14 @@ def check_batch_all_loss(fn: Callable[[Tensor, Tensor, float], Tensor]) -> bool:
 def check_active_fraction(fn: Callable[[Tensor, Tensor, float], float]) -> bool:
     """``fn(dist, labels, margin)`` returns the share of valid triplets whose loss is above 0, from a (B, B) distance
     matrix and (B,) labels (0.0 if there is no valid triplet)."""
-    slips = {"cube": ("the share of all B^3 index triples",
+    slips = {"cube": ("the share of all B^3 index triples.",
                       "divide by the number of *valid* triplets (the masked ones), not by B^3."),
-             "self": ("it lets an example be its own positive",
+             "self": ("it lets an example be its own positive.",
                       "a positive is *another* example with the anchor's label: exclude p == a.")}
 
-    def case(dist: Tensor, labels: Tensor, margin: float, what: str, hint: str) -> tuple:
-        def run(f):
-            value, miss = as_number(f(dist.clone(), labels.clone(), margin), what, one="one number",
-                                    reduce="reduce the per-triplet (or per-anchor)")
-            if miss:
-                return miss
-            got, want = float(value), active_fraction_from_distances(dist, labels, margin)
-            if math.isnan(got):
-                return Miss(f"for {what} it returned NaN.", "a batch without valid triplets has nothing active: "
-                            "return 0.0 instead of dividing 0 by 0.")
-            if math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):
-                return None
-            valid, self_valid = triplet_mask(labels), _self_positive_slip(labels)
-            keys = matching_slips(got, want, {
-                "cube": _active_share(dist, valid, margin, len(labels) ** 3),
-                "self": _active_share(dist, self_valid, margin, int(self_valid.sum())),
-            })
-            if len(keys) == 1:
-                return Miss(f"for {what} it returned {got:.4g}: {slips[keys[0]][0]}.", slips[keys[0]][1])
-            if keys:
-                return Miss(f"for {what} it returned {got:.4g}.", either([slips[key][1] for key in keys]))
-            return Miss(f"for {what} it returned {got:.4g}.", hint)
-
-        return what, run, hint
+    case = partial(number_case, oracle=active_fraction_from_distances, slip_value=_active_fraction_slip, slips=slips,
+                   nan_hint="a batch without valid triplets has nothing active: return 0.0 instead of dividing 0 by 0.",
+                   rel_tol=1e-9, abs_tol=1e-12)
 
     return run_checks("check_active_fraction", fn, [
         case(*clustered_distances(9, 3, seed=5), 0.5, "a batch of 9 with 3 labels",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from ..distances import pairwise_distances
 from ..masks import anchor_negative_mask, anchor_positive_mask
 from ..monitor import first_collapsed_step
 from ..reference import batch_hard_from_distances
-from .runner import Miss, as_number, clustered_distances, either, matching_slips, run_checks
+from .runner import Miss, clustered_distances, number_case, run_checks
 
 __all__ = ["check_batch_hard_loss", "check_first_collapsed_step"]
 
@@ -66,21 +67,7 @@ def check_batch_hard_loss(fn: Callable[[Tensor, Tensor, float], Tensor]) -> bool
                             "(sentence-transformers' convention): divide by B.",
     }
 
-    def case(dist: Tensor, labels: Tensor, margin: float, what: str, hint: str) -> tuple:
-        def run(f):
-            value, miss = as_number(f(dist.clone(), labels.clone(), margin), what, one="one number",
-                                    reduce="reduce the per-triplet (or per-anchor)")
-            if miss:
-                return miss
-            got, want = float(value), float(batch_hard_from_distances(dist, labels, margin))
-            if math.isnan(got) or math.isinf(got):
-                return Miss(f"for {what} it returned {got}.", hint)
-            if math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-7):
-                return None
-            keys = matching_slips(got, want, {key: _batch_hard_slip(dist, labels, margin, key) for key in slips})
-            return Miss(f"for {what} it returned {got:.4g}.", either([slips[key] for key in keys] or [hint]))
-
-        return what, run, hint
+    case = partial(number_case, oracle=batch_hard_from_distances, slip_value=_batch_hard_slip, slips=slips)
 
     def gradient(f):
         dist, labels = clustered_distances(8, 2, seed=12)

@@ -6,8 +6,9 @@ a :class:`Miss` saying what the learner's function did and what to think about. 
 the learner returned: a verdict never shows an expected value.
 
 Also here: the small builders of hidden cases that several notebooks use (:func:`line_distances`,
-:func:`clustered_distances`, :func:`anchor_rows`) and :func:`matching_slips`, which names a usual mistake by matching
-the learner's value against deliberately wrong variants.
+:func:`clustered_distances`, :func:`anchor_rows`), :func:`matching_slips`, which names a usual mistake by matching
+the learner's value against deliberately wrong variants, and :func:`number_case`, a whole hidden case for a batch
+loss (or rate) computed from ``(dist, labels, margin)``.
 
 Imports torch and :mod:`tutorial_lib.distances`.
 """
@@ -15,7 +16,7 @@ Imports torch and :mod:`tutorial_lib.distances`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -36,6 +37,7 @@ __all__ = [
     "gradient_miss",
     "line_distances",
     "matching_slips",
+    "number_case",
     "run_checks",
     "show",
 ]
@@ -160,6 +162,58 @@ def matching_slips(value: float, want: float, slips: dict[str, float]) -> list[s
 def either(hints: Sequence[str]) -> str:
     """One hint from the hints of the matching slips: when several give the learner's value, name them all."""
     return hints[0] if len(hints) == 1 else "this value fits more than one usual slip: " + " Or: ".join(hints)
+
+
+def number_case(dist: Tensor, labels: Tensor, margin: float, what: str, hint: str, *,
+                oracle: Callable[[Tensor, Tensor, float], Any],
+                slip_value: Callable[[Tensor, Tensor, float, str], float],
+                slips: Mapping[str, str | tuple[str, str]],
+                nan_hint: str | None = None,
+                rel_tol: float = 1e-5, abs_tol: float = 1e-7) -> tuple[str, Case, str]:
+    """One hidden case ``(what, run, hint)`` for :func:`run_checks`: ``fn(dist, labels, margin)`` must give one number.
+
+    ``run(fn)`` calls ``fn(dist.clone(), labels.clone(), margin)``, reads its result with :func:`as_number` and
+    compares it with ``oracle(dist, labels, margin)`` (:func:`math.isclose` with ``rel_tol`` and ``abs_tol``). A wrong
+    value is matched against the usual slips (:func:`matching_slips`): the miss gives the hint of the slip it fits
+    (:func:`either` when it fits several), or the case's ``hint`` when it fits none.
+
+    Args:
+        dist: (B, B) distance matrix of the batch.
+        labels: (B,) labels of the batch.
+        margin: passed to ``fn``, ``oracle`` and ``slip_value`` as their third argument.
+        what: the case as the verdict names it ("for <what> it returned ...").
+        hint: the case's hint, for a value that fits no slip (and for an exception ``fn`` raises).
+        oracle: the right value (a number or a 0-dim tensor) of ``(dist, labels, margin)``.
+        slip_value: ``slip_value(dist, labels, margin, key)`` is the value under the slip ``key`` of ``slips``
+            (called only when the learner's value is wrong).
+        slips: the usual slips, in the order they are matched: ``key -> hint``, or ``key -> (what it does, hint)``
+            to also say what the learner's function does when that slip alone fits ("it returned 0.25: <what it
+            does>"; end it with a full stop).
+        nan_hint: None: a NaN or infinite value fails at once, shown as Python prints it ("nan", "inf"), with the
+            case's ``hint``. A string: a NaN fails at once, shown as "NaN", with this hint; an infinite value is
+            then matched against the slips like any other wrong value.
+        rel_tol, abs_tol: how close to the oracle's value counts as right.
+    """
+    def run(fn: Callable) -> Miss | None:
+        value, miss = as_number(fn(dist.clone(), labels.clone(), margin), what, one="one number",
+                                reduce="reduce the per-triplet (or per-anchor)")
+        if miss:
+            return miss
+        got, want = float(value), float(oracle(dist, labels, margin))
+        if nan_hint is not None and math.isnan(got):
+            return Miss(f"for {what} it returned NaN.", nan_hint)
+        if nan_hint is None and not math.isfinite(got):
+            return Miss(f"for {what} it returned {got}.", hint)
+        if math.isclose(got, want, rel_tol=rel_tol, abs_tol=abs_tol):
+            return None
+        keys = matching_slips(got, want, {key: slip_value(dist, labels, margin, key) for key in slips})
+        if len(keys) == 1 and isinstance(slips[keys[0]], tuple):
+            does, slip_hint = slips[keys[0]]
+            return Miss(f"for {what} it returned {got:.4g}: {does}", slip_hint)
+        hints = [slip[1] if isinstance(slip, tuple) else slip for slip in (slips[key] for key in keys)]
+        return Miss(f"for {what} it returned {got:.4g}.", either(hints or [hint]))
+
+    return what, run, hint
 
 
 def gradient_miss(fn: Callable, oracle: Callable, dist: Tensor, labels: Tensor, *args: Any,
