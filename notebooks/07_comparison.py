@@ -495,7 +495,7 @@ silhouettes.round(3)
 # %%
 model = load_model(verbose=False)
 _, report = experiments.mined_triplets(train, model, seed=0)
-mining = pd.Series(report._asdict())
+mining = pd.Series(report._asdict(), dtype=float)
 mining["same-label share"] = report.same_label / report.mined
 mining.round(3).to_frame("seed 0")
 
