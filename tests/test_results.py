@@ -144,12 +144,12 @@ def test_readme_and_guide_are_generated_from_the_committed_results(committed):
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = text.split(readme.RESULTS_START)[1].split(readme.RESULTS_END)[0].strip("\n")
     image = readme.IMAGE_PATH if (ROOT / readme.IMAGE_PATH).is_file() else None
-    open_set, noise = (results.load_table(n, FOLDER) for n in ("open_set.csv", "label_noise.csv"))
-    assert block == readme.results_block(committed.runs, committed.pairwise, image, open_set, noise), \
+    notebook_10 = tuple(results.load_table(n, FOLDER) for n in readme.NOTEBOOK_10_FILES)
+    assert block == readme.results_block(committed.runs, committed.pairwise, image, notebook_10), \
         "run: python -m tools.readme readme"
     guide = (ROOT / "GUIDE.md").read_text(encoding="utf-8")
     verdicts = guide.split(readme.GUIDE_START)[1].split(readme.GUIDE_END)[0].strip("\n")
-    expected = readme.guide_verdicts(committed.runs, committed.pairwise) + "\n- " + readme.where_it_wins(open_set, noise)
+    expected = readme.guide_verdicts(committed.runs, committed.pairwise) + "\n- " + readme.where_it_wins(*notebook_10)
     assert verdicts == expected, "run: python -m tools.readme readme"
 
 
@@ -185,6 +185,25 @@ def test_label_noise(committed):
     clean = table[table["noise"] == 0.0].set_index(["loss", "seed"])["accuracy"]
     online = committed.runs[committed.runs["kind"] == "online"].set_index(["loss", "seed"])["accuracy"]
     assert np.allclose(clean.sort_index(), online.loc[clean.sort_index().index])  # 0% is notebook 07's runs
+
+
+def test_intervals_of_notebook_10():
+    table = results.load_table("intervals_10.csv", FOLDER)
+    assert {"study", "loss", "noise", "metric", "diff", "ci_low", "ci_high", "beyond_noise"} <= set(table.columns)
+    assert (table["ci_low"] <= table["diff"]).all() and (table["diff"] <= table["ci_high"]).all()
+    assert (table["beyond_noise"] == ((table["ci_low"] > 0) | (table["ci_high"] < 0))).all()
+    unseen = table[table["study"] == "unseen_labels"].set_index("loss")
+    open_set = results.load_table("open_set.csv", FOLDER)
+    assert set(unseen.index) == set(STRATEGIES) and (unseen["metric"] == "recall_at_1").all()
+    gains = open_set.groupby("loss")["recall_at_1_after"].mean() - open_set.groupby("loss")["recall_at_1_before"].mean()
+    assert np.allclose(unseen["diff"], gains.loc[unseen.index])  # the interval is around the table's gain
+    noise = results.load_table("label_noise.csv", FOLDER)
+    accuracy = noise.pivot_table(index="loss", columns="noise", values="accuracy", aggfunc="mean")
+    for (loss, level), row in table[table["study"] == "label_noise"].set_index(["loss", "noise"]).iterrows():
+        assert row["metric"] == "accuracy"
+        assert np.isclose(row["diff"], accuracy.loc[loss, level] - accuracy.loc[loss, 0.0])
+    assert {(s, n) for s in STRATEGIES for n in (0.1, 0.2)} <= set(
+        table[table["study"] == "label_noise"].set_index(["loss", "noise"]).index)
 
 
 def test_collapse_controls():

@@ -178,3 +178,29 @@ def test_extract_figure_prefers_the_tagged_cell(tmp_path):
     write_notebook(notebook, [("x = 1", None, None)])
     with pytest.raises(ValueError, match="no code cell"):
         readme.extract_figure(notebook, tmp_path / "none.png")
+
+
+def _notebook_10_tables(change_hard: float, high_hard: float):
+    from tutorial_lib.strategies import STRATEGIES
+
+    open_set = pd.DataFrame([{"loss": s, "seed": seed, "held_out": "a + b + c", "recall_at_1_before": 0.6,
+                              "recall_at_1_after": 0.9} for s in STRATEGIES for seed in range(3)])
+    noise = pd.DataFrame([{"loss": s, "noise": level, "seed": 0, "accuracy": 0.9} for s in STRATEGIES
+                          for level in (0.0, 0.1, 0.2)])
+    intervals = pd.DataFrame(
+        [{"study": "unseen_labels", "loss": s, "noise": 0.0, "metric": "recall_at_1", "diff": 0.3, "ci_low": 0.2,
+          "ci_high": 0.4, "beyond_noise": True} for s in STRATEGIES]
+        + [{"study": "label_noise", "loss": s, "noise": 0.2, "metric": "accuracy",
+            "diff": change_hard if s == "batch_hard" else 0.0, "ci_low": change_hard - 0.02 if s == "batch_hard"
+            else -0.01, "ci_high": high_hard if s == "batch_hard" else 0.01, "beyond_noise": False}
+           for s in STRATEGIES])
+    return open_set, noise, intervals
+
+
+def test_where_it_wins_states_only_what_the_intervals_show():
+    lost = readme.where_it_wins(*_notebook_10_tables(-0.05, -0.01))
+    assert "0.600 (untrained)" in lost and "every gain's 95% paired bootstrap interval lies above 0" in lost
+    assert "BatchHard -0.050 [-0.070, -0.010]" in lost
+    assert "beyond noise for BatchHard," in lost
+    unclear = readme.where_it_wins(*_notebook_10_tables(-0.05, 0.01))
+    assert "no strategy's loss is distinguishable from no change" in unclear and "beyond noise for" not in unclear

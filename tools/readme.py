@@ -95,7 +95,7 @@ def _settings(runs: pd.DataFrame) -> str:
 
 
 def results_block(runs: pd.DataFrame, pairs: pd.DataFrame, image: str | None = None,
-                  open_set: pd.DataFrame | None = None, noise: pd.DataFrame | None = None) -> str:
+                  notebook_10: tuple[pd.DataFrame, ...] | None = None) -> str:
     """The README's results section (between :data:`RESULTS_START` and :data:`RESULTS_END`), from the results files."""
     if set(runs["mode"]) != {"full"}:
         raise ValueError("the README shows a full run only; these runs include fast-mode ones")
@@ -111,29 +111,34 @@ def results_block(runs: pd.DataFrame, pairs: pd.DataFrame, image: str | None = N
         "",
         _wrap(comparison_paragraph(runs, pairs) + " " + _probe_sentence(runs)),
     ]
-    if open_set is not None and noise is not None:
-        lines += ["", _wrap(where_it_wins(open_set, noise))]
+    if notebook_10 is not None:  # open_set.csv, label_noise.csv, intervals_10.csv
+        lines += ["", _wrap(where_it_wins(*notebook_10))]
     if image:
         lines += ["", "The test questions before and after training with BatchAllTripletLoss (notebook 03):", "",
                   f"![Test questions embedded before and after training, projected to 2-D]({image})"]
     return "\n".join(lines)
 
 
-def where_it_wins(open_set: pd.DataFrame, noise: pd.DataFrame) -> str:
-    """Notebook 10's findings in one paragraph, from ``open_set.csv`` and ``label_noise.csv``."""
+def where_it_wins(open_set: pd.DataFrame, noise: pd.DataFrame, intervals: pd.DataFrame) -> str:
+    """Notebook 10's findings in one paragraph, from ``open_set.csv``, ``label_noise.csv`` and ``intervals_10.csv``."""
     held_out = open_set["held_out"].iloc[0]
     before = open_set["recall_at_1_before"].mean()
     after = open_set.groupby("loss")["recall_at_1_after"].agg(["mean", "std"]).loc[list(STRATEGIES)]
     gains = ", ".join(f"{short_title(s)} {row['mean']:.3f} ± {row['std']:.3f}" for s, row in after.iterrows())
-    clean = noise[noise["noise"] == 0].groupby("loss")["knn_accuracy"].mean()
-    worst = noise[noise["noise"] == noise["noise"].max()].groupby("loss")["knn_accuracy"].mean()
-    drops = ", ".join(f"{short_title(s)} {clean[s] - worst[s]:+.3f}".replace("+-", "-") for s in STRATEGIES
-                      if s in clean and s in worst)
+    unseen = intervals[intervals["study"] == "unseen_labels"]
+    every_gain = "every" if (unseen["ci_low"] > 0).all() and len(unseen) == len(STRATEGIES) else "not every"
+    top = noise["noise"].max()
+    changes = intervals[(intervals["study"] == "label_noise") & (intervals["noise"] == top)].set_index("loss")
+    listed = "; ".join(f"{short_title(s)} {changes.loc[s, 'diff']:+.3f} [{changes.loc[s, 'ci_low']:+.3f}, "
+                       f"{changes.loc[s, 'ci_high']:+.3f}]" for s in STRATEGIES if s in changes.index)
+    lost = [short_title(s) for s in STRATEGIES if s in changes.index and changes.loc[s, "ci_high"] < 0]
+    verdict = (f"beyond noise for {' and '.join(lost)}, indistinguishable from no change for the others"
+               if lost else "no strategy's loss is distinguishable from no change")
     return (f"Where metric learning wins ([notebook 10](notebooks/10_unseen_labels_and_noise.ipynb)): on labels "
             f"never seen in training ({held_out}), Recall@1 among their test questions rises from {before:.3f} "
-            f"(untrained) to {gains} (mean ± std over 3 seeds); a classifier cannot name these labels at all. With "
-            f"{noise['noise'].max():.0%} of the training labels flipped, the drop in kNN accuracy from the clean runs "
-            f"is: {drops}.")
+            f"(untrained) to {gains} (mean ± std over 3 seeds; {every_gain} gain's 95% paired bootstrap interval "
+            f"lies above 0); a classifier cannot name these labels at all. With {top:.0%} of the training labels "
+            f"flipped, the change in test accuracy from the clean runs (95% interval) is {listed}: a loss {verdict}.")
 
 
 def _readme_image(root: Path) -> str | None:
@@ -158,9 +163,14 @@ def guide_verdicts(runs: pd.DataFrame, pairs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _notebook_10(folder: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    paths = [folder / n for n in ("open_set.csv", "label_noise.csv")]
-    return tuple(load_table(p.name, folder) if p.is_file() else None for p in paths)
+NOTEBOOK_10_FILES = ("open_set.csv", "label_noise.csv", "intervals_10.csv")
+
+
+def _notebook_10(folder: Path) -> tuple[pd.DataFrame, ...] | None:
+    """Notebook 10's three tables, or None before its first full run."""
+    if not all((folder / name).is_file() for name in NOTEBOOK_10_FILES):
+        return None
+    return tuple(load_table(name, folder) for name in NOTEBOOK_10_FILES)
 
 
 def update_guide(root: str | Path) -> bool:
@@ -169,9 +179,9 @@ def update_guide(root: str | Path) -> bool:
     folder = root / "notebooks" / "results"
     found = load_results(folder)
     block = guide_verdicts(found.runs, found.pairwise)
-    open_set, noise = _notebook_10(folder)
-    if open_set is not None and noise is not None:
-        block += "\n- " + where_it_wins(open_set, noise)
+    tables = _notebook_10(folder)
+    if tables is not None:
+        block += "\n- " + where_it_wins(*tables)
     guide = root / "GUIDE.md"
     text = guide.read_text(encoding="utf-8")
     new = replace_between(text, GUIDE_START, GUIDE_END, block, " around the verdicts (GUIDE.md)")
@@ -185,10 +195,10 @@ def update_readme(root: str | Path) -> bool:
     root = Path(root)
     folder = root / "notebooks" / "results"
     found = load_results(folder)
-    open_set, noise = _notebook_10(folder)
     readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
-    new = readme_with_results(text, results_block(found.runs, found.pairwise, _readme_image(root), open_set, noise))
+    new = readme_with_results(text, results_block(found.runs, found.pairwise, _readme_image(root),
+                                                  _notebook_10(folder)))
     if new != text:
         readme.write_text(new, encoding="utf-8")
     return new != text
