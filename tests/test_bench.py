@@ -1,15 +1,16 @@
-"""python -m tutorial_lib.bench: runs, writes JSON, prints a table, and skips what cannot fit."""
+"""python -m tools.bench (over tutorial_lib.bench): runs, writes JSON, prints a table, and skips what cannot fit."""
 
 from __future__ import annotations
 
 import json
 
+from tools import bench as bench_cli
 from tutorial_lib import bench
 
 
 def test_small_cpu_run_writes_json_and_table(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench.main(["--device", "cpu", "--sizes", "16", "--layouts", "pk", "few", "--dim", "8",
+    assert bench_cli.main(["--device", "cpu", "--sizes", "16", "--layouts", "pk", "few", "--dim", "8",
                        "--repeats", "20", "--warmup", "1", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["environment"]["sentence_transformers"].startswith("6.")
