@@ -641,8 +641,9 @@ assert timings["cube (B³)"][largest] / timings["cube (B³)"][largest // 2] > 4
 # On a log-log plot a power law is a straight line whose slope is the power. Counted in operations, the cube's work
 # grows ×8 per doubling of B (slope 3), an $O(B^2)$ method's ×4 (slope 2). The measured factors printed above are
 # not those counts. At the smallest sizes fixed overheads dominate (calling each operation costs more than its
-# arithmetic), the factors are small and the cube can even win. From B = 64 on, the cube's factors have come out
-# **above 8** in our runs on a shared 2-core CPU, between about ×9 and ×26 per doubling: a float32 cube takes
+# arithmetic), the factors are small and the cube can even win. From B = 64 on, the cube's factors are well above
+# the ×4 of an $O(B^2)$ method and can exceed the ×8 of its operation count (the factors printed above; they vary
+# from run to run on a shared machine): a float32 cube takes
 # 8 MiB at B = 128, 64 MiB at 256 and 512 MiB at 512, far more than a CPU cache holds, so each of its
 # several passes (subtract, relu, mask, sum, count) waits on main memory, and every fresh tensor of that size must
 # first be mapped into memory by the operating system, page by page. More work, and each unit of it slower. The

@@ -488,13 +488,13 @@ for x in (x_before, x_after):
     assert float(torch.nn.functional.softplus(x).mean()) >= float(torch.nn.functional.softplus(x.mean())) - 1e-7
 assert float(x_after.mean()) < float(x_before.mean()) and int((x_after > 0).sum()) < int((x_before > 0).sum())
 if not FAST:  # the statements below
-    assert int((x_after < 0).sum()) >= 11 and 0 < float(x_after.mean()) < 0.05 and loss_after > LN2
+    assert int((x_after < 0).sum()) >= 11 and abs(float(x_after.mean())) < 0.05 and abs(loss_after - LN2) < 0.02
 
 # %% [markdown]
 # Training moved the anchors of this batch to the left: before, all 32 had their hardest negative nearer than their
-# hardest positive; after, more than a third have it farther, and the mean $x$ is just above 0. The loss sits just
-# above ln 2, with anchors on both sides of the corner: exactly the regime where it says least about how good the
-# embeddings are.
+# hardest positive; after, about half have it farther, and the mean $x$ is close to 0. The loss of this batch sits
+# within a hundredth of ln 2, with anchors on both sides of the corner: exactly the regime where it says least
+# about how good the embeddings are.
 
 # %% [markdown]
 # ### Gradients that never vanish
