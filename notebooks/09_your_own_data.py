@@ -507,7 +507,8 @@ agreement.round(2)
 # %%
 before_ari, after_ari = agreement["before training"], agreement["after training"]
 assert before_ari["topic"] > 0.5 > before_ari["answer type"]  # the untrained model groups by topic
-assert after_ari["topic"] < before_ari["topic"] and before_ari["answer type"] < after_ari["answer type"] < 0.5
+if not FAST:  # fast mode trains too little to move the clusters; the text below describes the full run
+    assert after_ari["topic"] < before_ari["topic"] and before_ari["answer type"] < after_ari["answer type"] < 0.5
 
 # %% [markdown]
 # Retrieval improved a lot; clustering much less. Before training, the clusters follow the topic and not the
