@@ -232,7 +232,7 @@ playground.show()
 #
 # - **Margin 0.** No semi-hard triplet is left: a negative is either inside the disk (hard) or easy. BatchAll and
 #   BatchHard still have a loss, from the hard triplets alone.
-# - **Margin 1.5.** Almost everything becomes semi-hard. BatchHard's and BatchSemiHard's losses grow by about the
+# - **Margin 1.5.** Most triplets become semi-hard and almost none stay easy. BatchHard's and BatchSemiHard's losses grow by about the
 #   margin you added, BatchAll's by less (measured below). The soft margin's loss does not move: it has no margin.
 # - **Anchor 7**, the *food* point among the *tech* points: almost all its triplets are hard.
 # - Compare the picks: BatchHard's pair is a single cell of the grid; BatchSemiHard picks one negative per row
@@ -409,7 +409,7 @@ explorer.show()
 
 # %% [markdown]
 # The histogram does not move with the margin, only its colours do: the margin decides which gaps count as
-# "good enough". Sliding it to the top of its range makes many more triplets active:
+# "good enough". Sliding it to the top of its range makes every triplet of this batch active:
 
 # %%
 before = explorer.state["counts"]

@@ -371,7 +371,7 @@ viz.plot_history(history, columns=["loss", "mean_distance", ("hardest_positive_m
 history[["step", "loss", "mean_distance", "hardest_positive_mean", "hardest_negative_mean"]].round(3)
 
 # %% [markdown]
-# BatchHard's loss is noisy and barely falls in these first steps: every batch brings new worst cases. What moves
+# BatchHard's loss is noisy and falls only slowly in these first steps: every batch brings new worst cases. What moves
 # is the farthest positive, which comes closer to its anchor, while the nearest negative stays at about the same
 # distance: the gap between the two curves shrinks.
 
@@ -547,8 +547,8 @@ if not FAST:  # fast mode's runs are too short for these two
     assert signals.loc["loss (mean)", COLLAPSED] < signals.loc["loss (mean)", HEALTHY]
 
 # %% [markdown]
-# The loss alone cannot tell a collapse from the early steps of a healthy BatchHard run, which also hovers around
-# the margin (section 4). The **mean pairwise distance** can: watch it.
+# The loss alone cannot tell a collapse from the early steps of a healthy BatchHard run, which also stays near
+# the margin, a little above it (section 4). The **mean pairwise distance** can: watch it.
 #
 # **Why the distances stop above 0.** The statistics in the history come from the training forward pass, with
 # dropout on. Dropout adds noise to every embedding; for a collapsed model that noise is all the difference
@@ -604,7 +604,7 @@ if not FAST:
 
 # %% [markdown]
 # On kNN accuracy, far worse than where it started: closer to guessing among seven labels (1/7 ≈ 0.14) than to the
-# untrained model's. (Not every metric falls as far; the table has all four.)
+# untrained model's. (Not every metric falls: the table has all four.)
 #
 # ### 6.4 Cure it
 #
@@ -726,8 +726,8 @@ check_first_collapsed_step(first_collapsed_step);
 #   the min), `tutorial_lib` (readable and fast) and sentence-transformers agree in value and gradient. Anchors
 #   without a positive keep $d(a,p) = 0$; a single-label batch costs the margin in sentence-transformers and 0 here
 #   (notebook 02, sentence-transformers' conventions).
-# - Twelve steps at margin 0.5 and learning rate 5e-5 lift kNN accuracy (section 5), although the loss barely
-#   moves.
+# - Twelve steps at margin 0.5 and learning rate 5e-5 lift kNN accuracy (section 5), although the loss falls
+#   only slowly.
 # - With controls (section 6.2): at 2.5e-3 BatchHard collapses while BatchSemiHard, on the same batches, trains;
 #   at 1e-2 every strategy collapses. A collapsed run's loss sits at the margin (lower than a healthy run's!) and
 #   its mean distance falls to the dropout noise floor. Detect collapse with the mean distance

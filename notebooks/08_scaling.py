@@ -570,7 +570,7 @@ plt.show()
 gpu_steps.round(3)
 
 # %% [markdown]
-# Uncached, the activations grow in proportion to the batch; cached, they never exceed those of one full-length
+# Uncached, the activations grow in proportion to the batch; cached, they stay at about those of one full-length
 # mini-batch (the uncached step of `MEMORY_MINI` sentences, the first row), whatever the mining batch. On the H200 a
 # step of 4096 sentences needs 0.4 GB cached against 20 GB uncached. Time is the price. On the H200 the cached step
 # of 4096 takes 1.43 s against 0.23 s: a second forward pass, and 64 passes of 64 sentences, which a GPU runs far
