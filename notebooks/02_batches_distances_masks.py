@@ -669,10 +669,7 @@ assert timings["cube (B³)"][largest] / timings["cube (B³)"][largest // 2] > 4
 # exact):
 
 # %%
-ST_LOSSES = {"batch_all": st.BatchAllTripletLoss(model=None, margin=0.5),
-             "batch_hard": st.BatchHardTripletLoss(model=None, margin=0.5),
-             "batch_semi_hard": st.BatchSemiHardTripletLoss(model=None, margin=0.5),
-             "batch_hard_soft_margin": st.BatchHardSoftMarginTripletLoss(model=None)}
+ST_LOSSES = {name: st_losses.sentence_transformers_loss(name, None, margin=0.5) for name in losses.STRATEGIES}
 g = torch.Generator().manual_seed(6)
 close = torch.nn.functional.normalize(torch.ones(32) + 0.3 * torch.randn(8, 32, generator=g), dim=1)  # section 8's
 edges = {"a single label": torch.zeros(8, dtype=torch.long),
@@ -688,10 +685,9 @@ print(values.round(4).to_string(), "\n")
 
 def on_points(loss_fn, points, labels):
     """A loss of 1-D points (float64, one row each) and its gradient with respect to them."""
-    x = torch.tensor(points, dtype=torch.float64)[:, None].requires_grad_(True)
-    loss = loss_fn(x, torch.tensor(labels))
-    loss.backward()
-    return float(loss.detach()), x.grad.flatten()
+    value, grad = reference.value_and_grad(lambda x: loss_fn(x, torch.tensor(labels)),
+                                           torch.tensor(points, dtype=torch.float64)[:, None])
+    return float(value), grad.flatten()
 
 
 # BatchAll, one triplet with a loss above 0 but below 1e-16: a tie d(a, p) = d(a, n) = 1 and a margin of 5e-17.

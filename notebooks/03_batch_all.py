@@ -352,7 +352,6 @@ result = train(model, data["train"], loss_module, max_steps=STEPS, batch_size=BA
 print(f"{result.steps} steps of {BATCH_SIZE} sentences in {result.train_seconds:.0f} s")
 figure = viz.plot_history(result.history, columns=["loss", "active_fraction", "mean_distance",
                                                    ("hardest_positive_mean", "hardest_negative_mean")])
-figure.axes[1].set_ylim(0, 1.05)  # a share: its whole range
 figure
 
 # %%

@@ -336,11 +336,7 @@ history[["step", "loss", "active_fraction", "hard_triplets", "valid_triplets", "
          "mean_distance"]].round(3)
 
 # %%
-figure = viz.plot_history(history)
-for ax in figure.axes:
-    if ax.get_title() in ("active triplets (share)", "semi-hard fallback rate"):  # shares: their whole range
-        ax.set_ylim(0, 1.05)
-figure
+viz.plot_history(history)  # the shares (active fraction, fallback rate) over their whole range, 0 to 1
 
 # %% [markdown]
 # What the panels show: the **loss** barely moves and stays just under the margin, as section 3 predicted; the

@@ -286,17 +286,20 @@ h200_slope = np.log(st_few_mib(gpu_results, 1024) / st_few_mib(gpu_results, 256)
 print(f"sentence-transformers' memory grows like B^{slope:.1f} here (B = {smallest} to {largest}), "
       f"like B^{h200_slope:.1f} on the H200 (B = 256 to 1024)")
 assert slope > 2.2 and h200_slope > 2.8
-big = max(OURS_ONLY_SIZES)
-at_big = {(r.strategy, r.impl): r.ms for r in cpu_results if (r.layout, r.batch_size) == ("pk", big)}
-print(f"B = {big}, forward + backward, this run (D = 384, median of 3): BatchHard {at_big[('batch_hard', 'ours')]:.1f} ms, "
-      f"soft margin {at_big[('batch_hard_soft_margin', 'ours')]:.1f} ms, the Gram-matrix reference "
-      f"{at_big[('floor', 'floor')]:.1f} ms")
+
+
+def sparse_backward_line(results_list, size, where):
+    """BatchHard, the soft margin and the Gram-matrix reference at one batch size, P x K: times and a printed line."""
+    ms = {(r.strategy, r.impl): r.ms for r in results_list if (r.layout, r.batch_size) == ("pk", size)}
+    print(f"B = {size}, forward + backward, {where}: BatchHard {ms[('batch_hard', 'ours')]:.1f} ms, soft margin "
+          f"{ms[('batch_hard_soft_margin', 'ours')]:.1f} ms, the Gram-matrix reference {ms[('floor', 'floor')]:.1f} ms")
+    return ms
+
+
+sparse_backward_line(cpu_results, max(OURS_ONLY_SIZES), "this run (D = 384, median of 3)")
 losses_cpu = bench.load_committed("losses_cpu")  # benchmarks/results/: python -m tools.bench --device cpu
-at_2048 = {(r["strategy"], r["impl"]): r["ms"] for r in losses_cpu["results"]
-           if (r["layout"], r["batch_size"]) == ("pk", 2048)}
-print(f"B = 2048, committed CPU benchmark (D = {losses_cpu['dim']}, median of {losses_cpu['repeats']}): BatchHard "
-      f"{at_2048[('batch_hard', 'ours')]:.1f} ms, soft margin {at_2048[('batch_hard_soft_margin', 'ours')]:.1f} ms, "
-      f"the Gram-matrix reference {at_2048[('floor', 'floor')]:.1f} ms")
+at_2048 = sparse_backward_line([bench.Result(**row) for row in losses_cpu["results"]], 2048,
+                               f"committed CPU benchmark (D = {losses_cpu['dim']}, median of {losses_cpu['repeats']})")
 assert max(at_2048[(s, "ours")] for s in ("batch_hard", "batch_hard_soft_margin")) < at_2048[("floor", "floor")]
 
 # %% [markdown]
@@ -596,10 +599,11 @@ print(f"B = {MEMORY_MINI}: cached {saved_mib.loc[MEMORY_MINI, 'cached']:.0f} MiB
       f"{saved_mib.loc[MEMORY_MINI, 'uncached']:.0f} MiB for the same sentences; trailing padding trimmed: {trimmed}")
 
 # %% [markdown]
-# Why can the cached step come out no slower on a CPU? sentence-transformers' `CachedLossMixin` cuts the trailing
-# padding columns off each mini-batch before embedding it (its `gradcache.py` says so), so a mini-batch of short
+# Why does the cached step cost about as much as the uncached one on this CPU (the ratio printed above), when on
+# the H200 it costs six times as much? sentence-transformers' `CachedLossMixin` cuts the trailing padding columns
+# off each mini-batch before embedding it (its `gradcache.py` says so), so a mini-batch of short
 # questions runs at its own width, not at the padded width of the whole batch: the line above compares one
-# mini-batch of the same sentences, cached and uncached. A CPU pays for every token, so fewer tokens can outweigh
+# mini-batch of the same sentences, cached and uncached. A CPU pays for every token, so fewer tokens can pay for
 # the second forward pass; on the H200, where 64 small passes cost far more than one large one, they do not.
 
 # %% [markdown]

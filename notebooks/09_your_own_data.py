@@ -66,6 +66,7 @@ from tutorial_lib.env import hub_offline
 from tutorial_lib.evaluation import encode, evaluate_embeddings, triplet_evaluator
 from tutorial_lib.models import is_normalized, load_model
 from tutorial_lib.st_losses import make_loss
+from tutorial_lib.strategies import STRATEGIES
 from tutorial_lib.widgets import margin_range
 
 transformers_logging.disable_progress_bar()  # no progress bar for every model load and save
@@ -229,16 +230,18 @@ pd.DataFrame(per_label).T.fillna(0).astype(int)
 
 # %%
 runs, _, _, _, _, pairs = results.load_results()
-STRATEGIES = ["batch_all", "batch_hard", "batch_semi_hard", "batch_hard_soft_margin"]
-means = results.summary(runs, ["accuracy", "recall_at_1"]).loc[STRATEGIES]
+means = results.summary(runs, ["accuracy", "recall_at_1"]).loc[list(STRATEGIES)]
 best = means[("accuracy", "mean")].idxmax()
 rows = []
 for other in STRATEGIES:
     row = {"strategy": other, "accuracy": means.loc[other, ("accuracy", "mean")],
            "Recall@1": means.loc[other, ("recall_at_1", "mean")]}
     for metric, title in (("accuracy", "accuracy"), ("recall_at_1", "Recall@1")):
-        diff, low, high = results.interval(pairs, best, other, metric) if other != best else (0.0, 0.0, 0.0)
-        row[f"{title}: best − it, 95% interval"] = "—" if other == best else f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
+        if other == best:
+            row[f"{title}: best − it, 95% interval"] = "—"
+        else:
+            diff, low, high = results.interval(pairs, best, other, metric)
+            row[f"{title}: best − it, 95% interval"] = f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
     rows.append(row)
 display(pd.DataFrame(rows).set_index("strategy").round(3))
 tied = [s for s in STRATEGIES if s == best or not results.better(pairs, best, s)]  # on accuracy

@@ -7,6 +7,7 @@ import numpy as np
 from exercise_contract import contract_tests
 
 from tutorial_lib.data import to_dataset
+from tutorial_lib.evaluation import recall_at_1_within
 from tutorial_lib.exercises import check_flip_labels, check_recall_within, nb10
 from tutorial_lib.experiments import flip_labels
 
@@ -62,16 +63,6 @@ def label_range(labels, fraction, seed):
     return out
 
 
-CHECKS = [check_flip_labels]
-RIGHT = [(check_flip_labels, flip), (check_flip_labels, flip_with_the_library)]
-WRONG = [
-    (check_flip_labels, first_rows, "at random among all N, each at most once"),
-    (check_flip_labels, maybe_same, "different from its own"),
-    (check_flip_labels, unseeded, "one NumPy generator from the seed"),
-    (check_flip_labels, label_range, "labels that occur in the list"),
-]
-
-
 # Recall@1 inside a set ---------------------------------------------------------------------------------------------
 
 def recall_within(embeddings, labels):
@@ -82,8 +73,6 @@ def recall_within(embeddings, labels):
 
 
 def recall_with_the_library(embeddings, labels):
-    from tutorial_lib.evaluation import recall_at_1_within
-
     return recall_at_1_within(embeddings, labels).mean()
 
 
@@ -98,19 +87,17 @@ def dot_product(embeddings, labels):
     return float(np.mean(labels[similarity.argmax(axis=1)] == labels))
 
 
-def per_item(embeddings, labels):
-    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-    similarity = unit @ unit.T
-    np.fill_diagonal(similarity, -np.inf)
-    return labels[similarity.argmax(axis=1)] == labels
-
-
 CHECKS = [check_recall_within, check_flip_labels]
-RIGHT += [(check_recall_within, recall_within), (check_recall_within, recall_with_the_library)]
-WRONG += [
+RIGHT = [(check_recall_within, recall_within), (check_recall_within, recall_with_the_library),
+         (check_flip_labels, flip), (check_flip_labels, flip_with_the_library)]
+WRONG = [
     (check_recall_within, itself_included, "exclude the item itself"),
     (check_recall_within, dot_product, "normalise every row"),
-    (check_recall_within, per_item, "return one number"),
+    (check_recall_within, recall_at_1_within, "return one number"),  # the library's per-item hits, not their mean
+    (check_flip_labels, first_rows, "at random among all N, each at most once"),
+    (check_flip_labels, maybe_same, "different from its own"),
+    (check_flip_labels, unseeded, "one NumPy generator from the seed"),
+    (check_flip_labels, label_range, "labels that occur in the list"),
 ]
 
 (test_a_right_answer_passes, test_a_wrong_answer_fails_with_its_hint, test_a_crash_a_stub_and_a_non_function,

@@ -36,6 +36,20 @@ def runs(committed):
     return committed.runs
 
 
+@pytest.fixture(scope="module")
+def notebook_10():
+    """open_set.csv, label_noise.csv, intervals_10.csv (read once)."""
+    tables = readme.notebook_10_tables(FOLDER)
+    assert tables is not None, f"notebook 10's results are missing: {readme.NOTEBOOK_10_FILES}"
+    return tables
+
+
+def assert_intervals_consistent(table):
+    """Each stored interval holds its difference, and beyond_noise says whether it excludes 0."""
+    assert (table["ci_low"] <= table["diff"]).all() and (table["diff"] <= table["ci_high"]).all()
+    assert (table["beyond_noise"] == ((table["ci_low"] > 0) | (table["ci_high"] < 0))).all()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # notebook 07: comparison.csv
 # ----------------------------------------------------------------------------------------------------------------
@@ -113,8 +127,7 @@ def test_pairwise_covers_every_pair_on_accuracy(committed, runs):
     assert stored == {frozenset(p) for p in itertools.combinations(METHODS, 2)}
     means = runs.groupby("loss")["accuracy"].mean()
     assert np.allclose(accuracy["diff"], means.loc[accuracy["a"]].to_numpy() - means.loc[accuracy["b"]].to_numpy())
-    assert (pairs["ci_low"] <= pairs["diff"]).all() and (pairs["diff"] <= pairs["ci_high"]).all()
-    assert (pairs["beyond_noise"] == ((pairs["ci_low"] > 0) | (pairs["ci_high"] < 0))).all()
+    assert_intervals_consistent(pairs)
 
 
 def test_an_interval_recomputed_independently(committed, runs):
@@ -140,17 +153,13 @@ def test_an_interval_recomputed_independently(committed, runs):
     assert abs(low - stored_low) < 0.006 and abs(high - stored_high) < 0.006, (low, high, stored_low, stored_high)
 
 
-def test_readme_and_guide_are_generated_from_the_committed_results(committed):
+def test_readme_and_guide_are_generated_from_the_committed_results():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = text.split(readme.RESULTS_START)[1].split(readme.RESULTS_END)[0].strip("\n")
-    image = readme.IMAGE_PATH if (ROOT / readme.IMAGE_PATH).is_file() else None
-    notebook_10 = tuple(results.load_table(n, FOLDER) for n in readme.NOTEBOOK_10_FILES)
-    assert block == readme.results_block(committed.runs, committed.pairwise, image, notebook_10), \
-        "run: python -m tools.readme readme"
+    assert block == readme.readme_block(ROOT), "run: python -m tools.readme readme"
     guide = (ROOT / "GUIDE.md").read_text(encoding="utf-8")
     verdicts = guide.split(readme.GUIDE_START)[1].split(readme.GUIDE_END)[0].strip("\n")
-    expected = readme.guide_verdicts(committed.runs, committed.pairwise) + "\n- " + readme.where_it_wins(*notebook_10)
-    assert verdicts == expected, "run: python -m tools.readme readme"
+    assert verdicts == readme.guide_block(ROOT), "run: python -m tools.readme readme"
 
 
 def test_the_readme_picture_is_the_committed_output_of_notebook_03(tmp_path):
@@ -165,8 +174,8 @@ def test_the_readme_picture_is_the_committed_output_of_notebook_03(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_open_set(committed):
-    table = results.load_table("open_set.csv", FOLDER)
+def test_open_set(notebook_10):
+    table = notebook_10[0]
     assert {"loss", "seed", "held_out", "recall_at_1_before", "recall_at_1_after"} <= set(table.columns)
     assert set(table["loss"]) == set(STRATEGIES) and (table.groupby("loss")["seed"].nunique() >= 3).all()
     assert table["held_out"].nunique() == 1 and len(table["held_out"].iloc[0].split(" + ")) >= 3
@@ -174,8 +183,8 @@ def test_open_set(committed):
     assert (table["recall_at_1_after"] > table["recall_at_1_before"]).all()  # what notebook 10 and the README say
 
 
-def test_label_noise(committed):
-    table = results.load_table("label_noise.csv", FOLDER)
+def test_label_noise(notebook_10, runs):
+    table = notebook_10[1]
     assert {"loss", "noise", "seed", "accuracy", "knn_accuracy", "triplet_accuracy", "silhouette",
             "recall_at_1"} <= set(table.columns)
     assert {0.0, 0.1, 0.2} <= set(table["noise"])
@@ -183,27 +192,26 @@ def test_label_noise(committed):
         rows = table[table["noise"] == noise]
         assert set(rows["loss"]) == set(STRATEGIES) and (rows.groupby("loss")["seed"].nunique() >= 2).all()
     clean = table[table["noise"] == 0.0].set_index(["loss", "seed"])["accuracy"]
-    online = committed.runs[committed.runs["kind"] == "online"].set_index(["loss", "seed"])["accuracy"]
-    assert np.allclose(clean.sort_index(), online.loc[clean.sort_index().index])  # 0% is notebook 07's runs
+    online = runs[runs["kind"] == "online"].set_index(["loss", "seed"])["accuracy"]
+    clean = clean.sort_index()
+    assert np.allclose(clean, online.loc[clean.index])  # 0% is notebook 07's runs
 
 
-def test_intervals_of_notebook_10():
-    table = results.load_table("intervals_10.csv", FOLDER)
+def test_intervals_of_notebook_10(notebook_10):
+    open_set, noise, table = notebook_10
     assert {"study", "loss", "noise", "metric", "diff", "ci_low", "ci_high", "beyond_noise"} <= set(table.columns)
-    assert (table["ci_low"] <= table["diff"]).all() and (table["diff"] <= table["ci_high"]).all()
-    assert (table["beyond_noise"] == ((table["ci_low"] > 0) | (table["ci_high"] < 0))).all()
+    assert_intervals_consistent(table)
     unseen = table[table["study"] == "unseen_labels"].set_index("loss")
-    open_set = results.load_table("open_set.csv", FOLDER)
     assert set(unseen.index) == set(STRATEGIES) and (unseen["metric"] == "recall_at_1").all()
-    gains = open_set.groupby("loss")["recall_at_1_after"].mean() - open_set.groupby("loss")["recall_at_1_before"].mean()
+    by_loss = open_set.groupby("loss")
+    gains = by_loss["recall_at_1_after"].mean() - by_loss["recall_at_1_before"].mean()
     assert np.allclose(unseen["diff"], gains.loc[unseen.index])  # the interval is around the table's gain
-    noise = results.load_table("label_noise.csv", FOLDER)
     accuracy = noise.pivot_table(index="loss", columns="noise", values="accuracy", aggfunc="mean")
-    for (loss, level), row in table[table["study"] == "label_noise"].set_index(["loss", "noise"]).iterrows():
+    noisy = table[table["study"] == "label_noise"].set_index(["loss", "noise"])
+    for (loss, level), row in noisy.iterrows():
         assert row["metric"] == "accuracy"
         assert np.isclose(row["diff"], accuracy.loc[loss, level] - accuracy.loc[loss, 0.0])
-    assert {(s, n) for s in STRATEGIES for n in (0.1, 0.2)} <= set(
-        table[table["study"] == "label_noise"].set_index(["loss", "noise"]).index)
+    assert {(s, n) for s in STRATEGIES for n in (0.1, 0.2)} <= set(noisy.index)
 
 
 def test_collapse_controls():

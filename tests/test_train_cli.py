@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tools.notebooks import PROGRESS_BAR
 from tutorial_lib import data, models, outputs
 from tutorial_lib.train import main
 
@@ -362,7 +362,7 @@ def _interrupt(args: list[str], point: str, signum: int, tmp: Path) -> tuple[sub
 def _without_progress_bars(err: str) -> list[str]:
     """The lines of ``err`` that are not tqdm progress bars (a bar redrawn with carriage returns reads as several
     lines, one of them blank, once the pipe's text is decoded)."""
-    return [line for line in err.splitlines() if line.strip() and not re.search(r"\d+%\|", line)]
+    return [line for line in err.splitlines() if line.strip() and not PROGRESS_BAR.search(line)]
 
 
 @pytest.mark.parametrize("point, signum, existing", [

@@ -92,6 +92,7 @@ def test_plot_history_draws_the_present_statistics():
     fig = viz.plot_history(history)
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert titles == ["loss", "active triplets (share)", "hardest positive / negative distance", "learning rate"]
+    assert fig.axes[1].get_ylim() == (0, 1.05) and fig.axes[0].get_ylim() != (0, 1.05)  # a share: its whole range
     fig.savefig(__import__("io").BytesIO(), format="png")  # renders without a display
     assert len(viz.plot_history(history, columns=["loss"]).axes) == 1
     with pytest.raises(ValueError, match="none of the columns"):

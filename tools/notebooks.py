@@ -387,16 +387,20 @@ def nav(root: Path, write: bool = True) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def kernel_env(fast: bool) -> dict[str, str]:
-    """The environment of a notebook kernel: offline, CPU only, headless widgets, no progress bars (a committed
-    notebook cannot show a live bar; learners see them); fast mode on or off."""
+def kernel_env(fast: bool, headless: bool = True) -> dict[str, str]:
+    """The environment of a notebook kernel: offline, CPU only, fast mode on or off; ``headless`` (a build) adds
+    headless widgets and no progress bars (a committed notebook cannot show a live bar); without it the kernel runs
+    as a learner's does, live widgets and bars included."""
     env = dict(os.environ)
-    env.pop("MPLBACKEND", None)  # let ipykernel choose its inline backend (Agg would hide every figure)
-    env.pop("TRIPLET_FAST", None)
+    switches = ("TRIPLET_FAST", "TRIPLET_HEADLESS", "TRIPLET_QUIET", "TQDM_DISABLE")
+    for name in ("MPLBACKEND", *switches):  # MPLBACKEND: let ipykernel choose its inline backend (Agg hides figures)
+        env.pop(name, None)
     if fast:
         env["TRIPLET_FAST"] = "1"
+    if headless:
+        env.update(TRIPLET_HEADLESS="1", TRIPLET_QUIET="1", TQDM_DISABLE="1")
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", CUDA_VISIBLE_DEVICES="",
-               TRIPLET_HEADLESS="1", TRIPLET_QUIET="1", TQDM_DISABLE="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+               PYDEVD_DISABLE_FILE_VALIDATION="1")
     return env
 
 
@@ -463,7 +467,8 @@ def _stable_ids(nb: Any) -> None:
         cell["id"] = base if seen[base] == 1 else f"{base}-{seen[base]}"
 
 
-_PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+\s*\[")
+PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+\s*\[")
+"""A tqdm bar's text form ("Batches: 100%|####| 3/3 [..."), in a notebook output or a command's stderr."""
 
 
 def _is_progress_bar(output: Any) -> bool:
@@ -471,7 +476,7 @@ def _is_progress_bar(output: Any) -> bool:
     data = output.get("data") or {}
     text = data.get("text/plain", "")
     text = "".join(text) if isinstance(text, list) else text
-    return WIDGET_VIEW in data and bool(_PROGRESS_BAR.search(text))
+    return WIDGET_VIEW in data and bool(PROGRESS_BAR.search(text))
 
 
 def tidy(nb: Any, stamp: dict[str, Any] | None = None) -> None:

@@ -166,25 +166,37 @@ def guide_verdicts(runs: pd.DataFrame, pairs: pd.DataFrame) -> str:
 NOTEBOOK_10_FILES = ("open_set.csv", "label_noise.csv", "intervals_10.csv")
 
 
-def _notebook_10(folder: Path) -> tuple[pd.DataFrame, ...] | None:
+def notebook_10_tables(folder: Path) -> tuple[pd.DataFrame, ...] | None:
     """Notebook 10's three tables, or None before its first full run."""
     if not all((folder / name).is_file() for name in NOTEBOOK_10_FILES):
         return None
     return tuple(load_table(name, folder) for name in NOTEBOOK_10_FILES)
 
 
-def update_guide(root: str | Path) -> bool:
-    """Rewrite GUIDE.md's verdicts from ``root/notebooks/results``; True if it changed."""
+def guide_block(root: str | Path) -> str:
+    """GUIDE.md's verdicts (between :data:`GUIDE_START` and :data:`GUIDE_END`), from ``root/notebooks/results``."""
+    folder = Path(root) / "notebooks" / "results"
+    found = load_results(folder)
+    block = guide_verdicts(found.runs, found.pairwise)
+    tables = notebook_10_tables(folder)
+    if tables is not None:
+        block += "\n- " + where_it_wins(*tables)
+    return block
+
+
+def readme_block(root: str | Path) -> str:
+    """The README's results section, from ``root/notebooks/results`` (and the picture, once extracted)."""
     root = Path(root)
     folder = root / "notebooks" / "results"
     found = load_results(folder)
-    block = guide_verdicts(found.runs, found.pairwise)
-    tables = _notebook_10(folder)
-    if tables is not None:
-        block += "\n- " + where_it_wins(*tables)
-    guide = root / "GUIDE.md"
+    return results_block(found.runs, found.pairwise, _readme_image(root), notebook_10_tables(folder))
+
+
+def update_guide(root: str | Path) -> bool:
+    """Rewrite GUIDE.md's verdicts from ``root/notebooks/results``; True if it changed."""
+    guide = Path(root) / "GUIDE.md"
     text = guide.read_text(encoding="utf-8")
-    new = replace_between(text, GUIDE_START, GUIDE_END, block, " around the verdicts (GUIDE.md)")
+    new = replace_between(text, GUIDE_START, GUIDE_END, guide_block(root), " around the verdicts (GUIDE.md)")
     if new != text:
         guide.write_text(new, encoding="utf-8")
     return new != text
@@ -192,13 +204,9 @@ def update_guide(root: str | Path) -> bool:
 
 def update_readme(root: str | Path) -> bool:
     """Rewrite the results section of ``root/README.md`` from ``root/notebooks/results``; True if it changed."""
-    root = Path(root)
-    folder = root / "notebooks" / "results"
-    found = load_results(folder)
-    readme = root / "README.md"
+    readme = Path(root) / "README.md"
     text = readme.read_text(encoding="utf-8")
-    new = readme_with_results(text, results_block(found.runs, found.pairwise, _readme_image(root),
-                                                  _notebook_10(folder)))
+    new = readme_with_results(text, readme_block(root))
     if new != text:
         readme.write_text(new, encoding="utf-8")
     return new != text

@@ -48,6 +48,8 @@ HISTORY_PANELS = (
     ("learning_rate", "learning rate"),
 )
 """Default panels of :func:`plot_history`: a column (or a pair drawn together) and its title."""
+SHARE_PANELS = ("active_fraction", "semi_hard_fallback_rate")
+"""Panels that show a share: :func:`plot_history` draws them over their whole range, 0 to 1."""
 
 
 def label_colors(n_labels: int) -> list:
@@ -224,6 +226,8 @@ def plot_history(history: pd.DataFrame, columns: Sequence[Any] | None = None, wi
                 ax.plot(history["step"], smooth, color=line.get_color())
         ax.set_title(titles.get(panel, panel if isinstance(panel, str) else " / ".join(panel)), fontsize="medium")
         ax.set_xlabel("step")
+        if panel in SHARE_PANELS:
+            ax.set_ylim(0, 1.05)  # a share: its whole range, so that a fall from 1.0 to 0.9 does not look like a crash
         if isinstance(panel, tuple):
             ax.legend(fontsize="small")
     for ax in list(axes.flat)[len(present):]:
